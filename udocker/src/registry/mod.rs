@@ -158,7 +158,7 @@ pub fn normalize_registry_url(s: &str) -> std::result::Result<String, String> {
         format!("https://{s}")
     };
     match split_url(&url) {
-        Some((_, _, rest)) if rest.is_empty() => Ok(url),
+        Some((_, _, "")) => Ok(url),
         _ => Err(format!("invalid registry url: {s}")),
     }
 }
