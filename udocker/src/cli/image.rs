@@ -118,7 +118,7 @@ fn pull(ctx: &Ctx, p: Parsed) -> CmdResult {
         show,
     )?;
     crate::info!(
-        "{}: {} layer(s) downloaded, {} already present, manifest {}",
+        "{}: {} blob(s) downloaded, {} already present, manifest {}",
         r.display_local(),
         out.downloaded,
         out.cached,

@@ -124,7 +124,10 @@ fn search(ctx: &Ctx, p: Parsed) -> CmdResult {
             format!("{}...", s.chars().take(n - 3).collect::<String>())
         }
     };
-    println!("{:<40} {:<8} {:<60} STARS", "NAME", "OFFICIAL", "DESCRIPTION");
+    println!(
+        "{:<40} {:<8} {:<60} STARS",
+        "NAME", "OFFICIAL", "DESCRIPTION"
+    );
     let pages = if p.has("-a") { 10 } else { 1 };
     for page in 1..=pages {
         let v2 = client.get_json(&format!(

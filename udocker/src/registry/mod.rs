@@ -322,6 +322,23 @@ fn bypass_proxy(no_proxy: &[String], authority: &str) -> bool {
     })
 }
 
+/// ureq's transport errors start with the URL, which our messages already name.
+fn transport_msg(t: &ureq::Transport) -> String {
+    let mut m = t
+        .message()
+        .map(str::to_string)
+        .unwrap_or_else(|| t.kind().to_string());
+    let mut src = std::error::Error::source(t);
+    while let Some(e) = src {
+        let s = e.to_string();
+        if !m.contains(&s) {
+            m = format!("{m}: {s}");
+        }
+        src = e.source();
+    }
+    m
+}
+
 /// Parse `WWW-Authenticate`: the scheme and its `key="value"` parameters.
 pub fn parse_challenge(h: &str) -> (String, HashMap<String, String>) {
     let h = h.trim();
@@ -584,7 +601,7 @@ impl Client {
                 Err(ureq::Error::Transport(t)) => {
                     return Err(RegistryError::Transport {
                         url,
-                        msg: t.to_string(),
+                        msg: transport_msg(&t),
                     })
                 }
             }
@@ -644,7 +661,7 @@ impl Client {
                     Err(ureq::Error::Transport(t)) => {
                         return Err(RegistryError::Transport {
                             url,
-                            msg: t.to_string(),
+                            msg: transport_msg(&t),
                         })
                     }
                 };
@@ -695,35 +712,65 @@ impl Client {
 
     /// `GET /v2/`: checks the registry speaks v2 and settles http vs https for fallback endpoints.
     pub fn ping(&self, ep: &mut Endpoint) -> Result<()> {
-        let try_one = |base: &str| -> Result<()> {
+        // Any HTTP answer proves the host speaks HTTP(S) here; the manifest request that follows
+        // reports what is really wrong (401 is the normal answer of registries with auth).
+        // `strict`: only a registry's own answers (200, or 401 asking for auth) count. Used for
+        // the plain-HTTP fallback so that an HTTPS-only server answering "400 plain HTTP sent to
+        // an HTTPS port" does not hide the TLS error (an untrusted certificate, say).
+        let try_one = |base: &str, strict: bool| -> Result<()> {
             let url = format!("{base}/v2/");
             let Some((_, authority, _)) = split_url(&url) else {
                 return Err(RegistryError::Config(format!("bad registry url {base}")));
             };
-            match self.agent_for(authority).get(&url).call() {
-                Ok(_) | Err(ureq::Error::Status(401, _)) => Ok(()),
-                Err(ureq::Error::Status(code, r)) => Err(RegistryError::Status {
-                    url,
-                    code,
-                    msg: short_body(r),
-                }),
-                Err(ureq::Error::Transport(t)) => Err(RegistryError::Transport {
-                    url,
-                    msg: t.to_string(),
-                }),
+            let mut attempt = 0;
+            loop {
+                match self.agent_for(authority).get(&url).call() {
+                    Ok(_) => return Ok(()),
+                    Err(ureq::Error::Status(401, _)) => return Ok(()),
+                    Err(ureq::Error::Status(code, r)) if strict => {
+                        return Err(RegistryError::Status {
+                            url,
+                            code,
+                            msg: short_body(r),
+                        })
+                    }
+                    // Any other HTTP answer proves the host speaks HTTP(S) here; the manifest
+                    // request that follows reports what is really wrong.
+                    Err(ureq::Error::Status(code, _)) if code < 500 => return Ok(()),
+                    Err(ureq::Error::Status(code, r)) if attempt + 1 >= self.opts.retries => {
+                        return Err(RegistryError::Status {
+                            url,
+                            code,
+                            msg: short_body(r),
+                        })
+                    }
+                    Err(ureq::Error::Transport(t))
+                        if attempt + 1 >= self.opts.retries
+                            || t.kind() == ureq::ErrorKind::ConnectionFailed
+                            || t.kind() == ureq::ErrorKind::Dns =>
+                    {
+                        return Err(RegistryError::Transport {
+                            url,
+                            msg: transport_msg(&t),
+                        })
+                    }
+                    Err(_) => {
+                        std::thread::sleep(Duration::from_millis(250u64 << attempt.min(5)));
+                        attempt += 1;
+                    }
+                }
             }
         };
-        match try_one(&ep.base) {
-            Err(RegistryError::Transport { .. }) if ep.http_fallback => {
+        match try_one(&ep.base, false) {
+            Err(e @ RegistryError::Transport { .. }) if ep.http_fallback => {
                 let http = ep.base.replacen("https://", "http://", 1);
-                try_one(&http)?;
+                if try_one(&http, true).is_err() {
+                    return Err(e);
+                }
                 crate::debug!("using plain http for {}", ep.authority());
                 ep.base = http;
                 ep.http_fallback = false;
                 Ok(())
-            }
-            Err(RegistryError::Transport { url, msg }) if ep.http_fallback => {
-                Err(RegistryError::Transport { url, msg })
             }
             other => other,
         }
