@@ -4,6 +4,7 @@
 
 pub mod cli;
 pub mod config;
+pub mod container;
 pub mod digest;
 pub mod fsutil;
 pub mod msg;
@@ -13,3 +14,4 @@ pub mod pull;
 pub mod reference;
 pub mod registry;
 pub mod repo;
+pub mod unpack;

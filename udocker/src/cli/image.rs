@@ -30,7 +30,7 @@ usage: udocker pull [options] REPO/IMAGE[:TAG|@DIGEST]\n  --platform=OS/ARCH[/VA
         Command {
             name: "inspect",
             opts: { const O: &[Opt] = &[flag(&["-p", "--print-root"])]; O },
-            help: "print an image's configuration (JSON)\nusage: udocker inspect IMAGE\n",
+            help: "print a container's or an image's configuration (JSON)\nusage: udocker inspect [-p] CONTAINER|IMAGE\n  -p  print the container's ROOT directory\n",
             run: inspect,
         },
         Command {
@@ -47,8 +47,8 @@ usage: udocker pull [options] REPO/IMAGE[:TAG|@DIGEST]\n  --platform=OS/ARCH[/VA
         },
         Command { name: "tag", opts: &[], help: "give an image another name\nusage: udocker tag SOURCE TARGET\n", run: tag },
         Command { name: "verify", opts: &[], help: "re-check every layer of an image (digest and archive)\nusage: udocker verify IMAGE...\n", run: verify },
-        Command { name: "protect", opts: &[], help: "protect an image against removal\nusage: udocker protect IMAGE\n", run: protect },
-        Command { name: "unprotect", opts: &[], help: "remove protection\nusage: udocker unprotect IMAGE\n", run: unprotect },
+        Command { name: "protect", opts: &[], help: "protect a container or image against removal\nusage: udocker protect CONTAINER|IMAGE\n", run: protect },
+        Command { name: "unprotect", opts: &[], help: "remove protection\nusage: udocker unprotect CONTAINER|IMAGE\n", run: unprotect },
     ]
 }
 
@@ -72,7 +72,7 @@ pub fn local_ref(s: &str) -> Result<(String, String), Fail> {
     Ok((name.to_string(), tag))
 }
 
-fn find(repo: &LocalRepo, s: &str) -> Result<ImageEntry, Fail> {
+pub fn find(repo: &LocalRepo, s: &str) -> Result<ImageEntry, Fail> {
     let (n, t) = local_ref(s)?;
     Ok(repo.find_image(&n, &t)?)
 }
@@ -173,12 +173,29 @@ fn images(ctx: &Ctx, p: Parsed) -> CmdResult {
 }
 
 fn inspect(ctx: &Ctx, p: Parsed) -> CmdResult {
-    want_args(&p, 1, 1, "inspect IMAGE")?;
+    want_args(&p, 1, 1, "inspect [-p] CONTAINER|IMAGE")?;
     let repo = ctx.repo()?;
-    let img = find(&repo, &p.args[0])?;
-    if p.has("-p") {
-        return Err(Fail::new("inspect -p applies to containers"));
+    // A container id or name first (as upstream), then an image.
+    if let Ok(c) = repo.find_container(&p.args[0]) {
+        if p.has("-p") {
+            println!("{}", c.root().display());
+            return Ok(0);
+        }
+        let path = c.dir.join("container.json");
+        let v: serde_json::Value = fs::read(&path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+            .ok_or_else(|| Fail::new(format!("cannot read {}", path.display())))?;
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&v).expect("json value serialises")
+        );
+        return Ok(0);
     }
+    if p.has("-p") {
+        return Err(Fail::new(format!("container not found: {}", p.args[0])));
+    }
+    let img = find(&repo, &p.args[0])?;
     let cfg = repo.image_config(&img)?;
     println!(
         "{}",
@@ -244,18 +261,24 @@ fn tag(ctx: &Ctx, p: Parsed) -> CmdResult {
     Ok(0)
 }
 
-fn protect(ctx: &Ctx, p: Parsed) -> CmdResult {
-    want_args(&p, 1, 1, "protect IMAGE")?;
+fn set_protect(ctx: &Ctx, p: &Parsed, on: bool) -> CmdResult {
     let repo = ctx.repo()?;
-    repo.set_protect(&find(&repo, &p.args[0])?, true)?;
+    if let Ok(c) = repo.find_container(&p.args[0]) {
+        repo.set_container_protect(&c, on)?;
+    } else {
+        repo.set_protect(&find(&repo, &p.args[0])?, on)?;
+    }
     Ok(0)
 }
 
+fn protect(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, 1, "protect CONTAINER|IMAGE")?;
+    set_protect(ctx, &p, true)
+}
+
 fn unprotect(ctx: &Ctx, p: Parsed) -> CmdResult {
-    want_args(&p, 1, 1, "unprotect IMAGE")?;
-    let repo = ctx.repo()?;
-    repo.set_protect(&find(&repo, &p.args[0])?, false)?;
-    Ok(0)
+    want_args(&p, 1, 1, "unprotect CONTAINER|IMAGE")?;
+    set_protect(ctx, &p, false)
 }
 
 /// A reader that hashes what passes through it, so a layer is hashed and listed in one pass.

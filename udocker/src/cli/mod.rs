@@ -3,6 +3,7 @@
 //! `main` print and choose exit codes.
 
 pub mod args;
+mod container;
 mod image;
 mod misc;
 
@@ -133,13 +134,11 @@ const GENERAL: &[Opt] = &[
 ];
 
 /// Commands of later issues: known names that say so instead of "invalid command".
-const LATER: &[&str] = &[
-    "create", "run", "ps", "rm", "name", "rmname", "rename", "clone", "export", "import", "load",
-    "save", "setup",
-];
+const LATER: &[&str] = &["run", "export", "import", "load", "save"];
 
 fn commands() -> Vec<Command> {
     let mut v = image::commands();
+    v.extend(container::commands());
     v.extend(misc::commands());
     v
 }

@@ -30,6 +30,9 @@ pub enum RepoError {
     Protected(String),
     BadName(String),
     Corrupt(String),
+    ContainerNotFound(String),
+    ContainerProtected(String),
+    NameTaken(String),
 }
 
 impl fmt::Display for RepoError {
@@ -43,6 +46,9 @@ impl fmt::Display for RepoError {
             RepoError::Protected(i) => write!(f, "image is protected: {i}"),
             RepoError::BadName(n) => write!(f, "invalid repository name: {n}"),
             RepoError::Corrupt(m) => write!(f, "{m}"),
+            RepoError::ContainerNotFound(c) => write!(f, "container not found: {c}"),
+            RepoError::ContainerProtected(c) => write!(f, "container is protected: {c}"),
+            RepoError::NameTaken(n) => write!(f, "container name already in use: {n}"),
         }
     }
 }

@@ -1,0 +1,239 @@
+//! Container commands: create, ps, rm, name, rmname, rename, clone, setup.
+//! (`inspect`, `protect` and `unprotect` take a container or an image: see image.rs.)
+
+use super::args::{flag, val, Opt, Parsed};
+use super::{want_args, CmdResult, Command, Ctx, Fail};
+use crate::container::{disk_usage, Container};
+use crate::repo::LocalRepo;
+
+pub fn commands() -> Vec<Command> {
+    vec![
+        Command {
+            name: "create",
+            opts: {
+                const O: &[Opt] = &[val(&["--name"]), flag(&["--force"])];
+                O
+            },
+            help: "create a container from an image; prints its id\nusage: udocker create [--name=NAME] [--force] IMAGE\n  \
+--force  create even if NAME is taken (the new container then has no name)\n",
+            run: create,
+        },
+        Command {
+            name: "ps",
+            opts: {
+                const O: &[Opt] = &[flag(&["-m"]), flag(&["-s"]), flag(&["-p"])];
+                O
+            },
+            help: "list containers\nusage: udocker ps [-m] [-s] [-p]\n  -m  execution mode\n  -s  size in MB\n  -p  platform\n",
+            run: ps,
+        },
+        Command {
+            name: "rm",
+            opts: {
+                const O: &[Opt] = &[flag(&["-f", "--force"])];
+                O
+            },
+            help: "delete containers\nusage: udocker rm [-f] CONTAINER...\n",
+            run: rm,
+        },
+        Command { name: "name", opts: &[], help: "name a container\nusage: udocker name CONTAINER NAME\n", run: name },
+        Command { name: "rmname", opts: &[], help: "remove a container name\nusage: udocker rmname NAME\n", run: rmname },
+        Command { name: "rename", opts: &[], help: "rename a container\nusage: udocker rename NAME NEWNAME\n", run: rename },
+        Command {
+            name: "clone",
+            opts: {
+                const O: &[Opt] = &[val(&["--name"])];
+                O
+            },
+            help: "copy a container; prints the new id\nusage: udocker clone [--name=NAME] CONTAINER\n",
+            run: clone,
+        },
+        Command {
+            name: "setup",
+            opts: {
+                const O: &[Opt] = &[val(&["--execmode"]), flag(&["--force"]), flag(&["--purge"]), flag(&["--fixperm"]), flag(&["--nvidia"])];
+                O
+            },
+            help: "show or set a container's execution mode\nusage: udocker setup [--execmode=P1|P2|F1|F2|F3|F4|R1|R2|R3|S1] CONTAINER\n",
+            run: setup,
+        },
+    ]
+}
+
+pub fn find(repo: &LocalRepo, s: &str) -> Result<Container, Fail> {
+    Ok(repo.find_container(s)?)
+}
+
+fn create(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, 1, "create [--name=NAME] [--force] IMAGE")?;
+    let repo = ctx.repo()?;
+    let img = super::image::find(&repo, &p.args[0])?;
+    let mut name = p.get("--name").filter(|n| !n.is_empty());
+    if let Some(n) = name {
+        crate::container::check_container_name(n)?;
+        if p.has("--force") && repo.find_container(n).is_ok() {
+            crate::warn!("name {n} is taken: container created without a name");
+            name = None;
+        }
+    }
+    let (c, stats) = repo.create_container(&img, name)?;
+    if stats.skipped_special > 0 {
+        crate::warn!(
+            "{} device node(s), fifo(s) or socket(s) not created (not possible without root)",
+            stats.skipped_special
+        );
+    }
+    for r in &stats.refused {
+        crate::warn!("layer member refused: {r}");
+    }
+    println!("{}", c.id);
+    Ok(0)
+}
+
+fn ps(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 0, 0, "ps [-m] [-s] [-p]")?;
+    let repo = ctx.repo()?;
+    let mut header = format!("{:<36} P M ", "CONTAINER ID");
+    if p.has("-m") {
+        header.push_str("MOD ");
+    }
+    if p.has("-s") {
+        header.push_str("SIZE  ");
+    }
+    if p.has("-p") {
+        header.push_str(&format!("{:<16} ", "PLATFORM"));
+    }
+    header.push_str(&format!("{:<20} IMAGE", "NAMES"));
+    println!("{header}");
+    for c in repo.containers()? {
+        let root = c.root();
+        let m = match std::fs::symlink_metadata(&root) {
+            Err(_) => "N",
+            Ok(md) if !md.is_dir() => "D",
+            Ok(md) if md.permissions().mode_readonly() => "R",
+            Ok(_) => "W",
+        };
+        let mut line = format!(
+            "{:<36} {} {} ",
+            c.id,
+            if c.protected() { "P" } else { "." },
+            m
+        );
+        if p.has("-m") {
+            line.push_str(&format!(
+                "{:<3} ",
+                c.exec_mode()
+                    .unwrap_or_else(|| ctx.cfg.default_execution_mode.clone())
+            ));
+        }
+        if p.has("-s") {
+            line.push_str(&format!("{:<5} ", disk_usage(&c.dir).div_ceil(1 << 20)));
+        }
+        if p.has("-p") {
+            let plat = std::fs::read(c.dir.join("container.json"))
+                .ok()
+                .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+                .map(|v| crate::registry::manifest::config_platform(&v))
+                .unwrap_or_else(|| "unknown/unknown".into());
+            line.push_str(&format!("{plat:<16} "));
+        }
+        let names = format!(
+            "[{}]",
+            c.names
+                .iter()
+                .map(|n| format!("'{n}'"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        line.push_str(&format!("{names:<20} {}", c.image_name()));
+        println!("{line}");
+    }
+    Ok(0)
+}
+
+trait ModeReadonly {
+    fn mode_readonly(&self) -> bool;
+}
+
+impl ModeReadonly for std::fs::Permissions {
+    fn mode_readonly(&self) -> bool {
+        use std::os::unix::fs::PermissionsExt;
+        self.mode() & 0o200 == 0
+    }
+}
+
+fn rm(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, usize::MAX, "rm [-f] CONTAINER...")?;
+    let repo = ctx.repo()?;
+    let mut rc = 0;
+    for a in &p.args {
+        match find(&repo, a).and_then(|c| Ok(repo.remove_container(&c)?)) {
+            Ok(()) => crate::info!("deleted container {a}"),
+            Err(e) => {
+                crate::error!("{}", e.msg);
+                rc = 1;
+            }
+        }
+    }
+    Ok(rc)
+}
+
+fn name(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 2, 2, "name CONTAINER NAME")?;
+    let repo = ctx.repo()?;
+    let c = find(&repo, &p.args[0])?;
+    repo.set_name(&c, &p.args[1])?;
+    Ok(0)
+}
+
+fn rmname(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, 1, "rmname NAME")?;
+    let repo = ctx.repo()?;
+    repo.remove_name(&p.args[0])?;
+    Ok(0)
+}
+
+fn rename(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 2, 2, "rename NAME NEWNAME")?;
+    let repo = ctx.repo()?;
+    let c = find(&repo, &p.args[0])?;
+    if !c.names.iter().any(|n| *n == p.args[0]) {
+        return Err(Fail::new(format!("not a container name: {}", p.args[0])));
+    }
+    repo.set_name(&c, &p.args[1])?;
+    repo.remove_name(&p.args[0])?;
+    Ok(0)
+}
+
+fn clone(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, 1, "clone [--name=NAME] CONTAINER")?;
+    let repo = ctx.repo()?;
+    let c = find(&repo, &p.args[0])?;
+    let nc = repo.clone_container(&c, p.get("--name").filter(|n| !n.is_empty()))?;
+    println!("{}", nc.id);
+    Ok(0)
+}
+
+fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
+    want_args(&p, 1, 1, "setup [--execmode=MODE] CONTAINER")?;
+    let repo = ctx.repo()?;
+    let c = find(&repo, &p.args[0])?;
+    if let Some(m) = p.get("--execmode") {
+        repo.set_exec_mode(&c, m)?;
+    }
+    let c = find(&repo, &p.args[0])?;
+    println!(
+        "execmode: {}",
+        c.exec_mode()
+            .unwrap_or_else(|| ctx.cfg.default_execution_mode.clone())
+    );
+    println!(
+        "nvidiamode: {}",
+        if c.dir.join("nvidia").exists() {
+            "True"
+        } else {
+            "False"
+        }
+    );
+    Ok(0)
+}
