@@ -488,3 +488,6 @@ pub fn unpack_layers(root: &Path, layers: &[PathBuf]) -> Result<Stats, UnpackErr
     }
     Ok(u.stats)
 }
+
+#[cfg(test)]
+mod tests;
