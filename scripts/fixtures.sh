@@ -543,9 +543,13 @@ start_registry() { # NAME ADDR SCHEME
 }
 
 start_services() {
-    local marker=$SCRIPT_DIR/token-server.py
-    # Restart the token server when its code is newer than the running copy.
-    [[ -e $RUN/token-server.pid && $marker -nt $RUN/token-server.pid ]] && touch "$RUN/token-server.restart"
+    # The token server runs from a copy in $RUN, so that every checkout (a developer's tree, CI's
+    # fresh clone) recognises the running one as its own; it restarts when the code differs.
+    local marker=$RUN/token-server.py
+    if ! cmp -s "$SCRIPT_DIR/token-server.py" "$marker"; then
+        install -m 0644 "$SCRIPT_DIR/token-server.py" "$marker"
+        [[ -e $RUN/token-server.pid ]] && touch "$RUN/token-server.restart"
+    fi
     start_daemon token-server "$TOKEN_SERVER_PORT" "$marker" "http://127.0.0.1:$TOKEN_SERVER_PORT/healthz" \
         "$PYTHON" "$marker" --addr 127.0.0.1 --port "$TOKEN_SERVER_PORT" \
         --key "$CERTS/token.key" --cert "$CERTS/token.pem" \
@@ -731,7 +735,7 @@ cmd_down() {
         [[ -e $f ]] || continue
         name=$(basename "$f" .pid)
         case $name in
-        token-server) marker=$SCRIPT_DIR/token-server.py ;;
+        token-server) marker=$RUN/token-server.py ;;
         registry-*) marker=$FIX/registries/${name#registry-}/config.yml ;;
         *) continue ;;
         esac
