@@ -122,3 +122,44 @@ mod tests {
         assert_eq!(fs::read_dir(d.path()).unwrap().count(), 1);
     }
 }
+
+/// Start writing a growing file back to disk while it is still being written, so that the final
+/// fsync(2) of a large download waits only for its tail (what `sync_file_range(WRITE)` would do,
+/// without unsafe code): a thread calls fdatasync on a duplicate descriptor whenever poked.
+#[derive(Debug)]
+pub struct BackgroundSync {
+    tx: Option<std::sync::mpsc::SyncSender<()>>,
+    handle: Option<std::thread::JoinHandle<()>>,
+}
+
+impl BackgroundSync {
+    pub fn new(f: &File) -> io::Result<BackgroundSync> {
+        let dup = f.try_clone()?;
+        let (tx, rx) = std::sync::mpsc::sync_channel::<()>(1);
+        let handle = std::thread::spawn(move || {
+            while rx.recv().is_ok() {
+                let _ = dup.sync_data();
+            }
+        });
+        Ok(BackgroundSync {
+            tx: Some(tx),
+            handle: Some(handle),
+        })
+    }
+
+    /// Ask for a flush; never blocks (a flush already queued covers this one).
+    pub fn poke(&self) {
+        if let Some(tx) = &self.tx {
+            let _ = tx.try_send(());
+        }
+    }
+}
+
+impl Drop for BackgroundSync {
+    fn drop(&mut self) {
+        self.tx.take();
+        if let Some(h) = self.handle.take() {
+            let _ = h.join();
+        }
+    }
+}

@@ -882,23 +882,46 @@ impl Client {
                     .size
                     .or_else(|| resp.content_length().map(|l| l + have));
                 let mut reader = resp.into_reader();
-                let mut buf = vec![0u8; 256 * 1024];
+                let mut buf = vec![0u8; 1 << 20];
                 let mut last = Instant::now();
-                loop {
-                    let n = match reader.read(&mut buf) {
-                        Ok(0) => break,
-                        Ok(n) => n,
-                        Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                        Err(e) => {
-                            return Err(RegistryError::Transport {
-                                url: url.clone(),
-                                msg: e.to_string(),
-                            })
+                let flusher = crate::fsutil::BackgroundSync::new(&f).map_err(io_err)?;
+                let mut unflushed = 0u64;
+                let mut eof = false;
+                while !eof {
+                    // ureq hands out at most its 8 KiB buffer per read: gather a large chunk
+                    // before each write(2) and hash update.
+                    let mut n = 0;
+                    while n < buf.len() {
+                        match reader.read(&mut buf[n..]) {
+                            Ok(0) => {
+                                eof = true;
+                                break;
+                            }
+                            Ok(k) => n += k,
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                            Err(e) => {
+                                // Keep what arrived: the next attempt resumes after it.
+                                if n > 0 {
+                                    let _ = f.write_all(&buf[..n]);
+                                }
+                                return Err(RegistryError::Transport {
+                                    url: url.clone(),
+                                    msg: e.to_string(),
+                                });
+                            }
                         }
-                    };
+                    }
+                    if n == 0 {
+                        break;
+                    }
                     f.write_all(&buf[..n]).map_err(io_err)?;
                     hasher.update(&buf[..n]);
                     have += n as u64;
+                    unflushed += n as u64;
+                    if unflushed >= 8 << 20 {
+                        flusher.poke();
+                        unflushed = 0;
+                    }
                     if let Some(s) = desc.size {
                         if have > s {
                             return Err(RegistryError::SizeMismatch {
