@@ -2,6 +2,7 @@
 //! The binary (`main.rs`) is a thin shell over these modules; `cli` is the only one that prints
 //! results or chooses exit codes.
 
+pub mod archive;
 pub mod cli;
 pub mod config;
 pub mod container;
