@@ -1,14 +1,79 @@
-//! `tracer`: the ptrace + seccomp-BPF path translator behind execution modes P1/P2.
+//! `tracer`: runs a program inside a guest root directory without privileges, by intercepting
+//! its system calls with ptrace(2) and rewriting the paths they carry (udocker's P1/P2 modes,
+//! PRoot's job). P1 installs a seccomp-BPF filter so only path-carrying calls stop; P2 stops at
+//! every call and is used when a filter cannot be installed.
 //!
-//! This crate knows nothing about images or the repository: it is given a guest root, bindings and a
-//! command. The implementation lands with its own issue; until then it only names its contract.
-#![forbid(unsafe_code)]
+//! This crate knows nothing about images or repositories: it is given a root, bindings, a
+//! working directory and a command. `udocker` is the only crate that prints or exits.
 
-/// Execution modes this crate will provide (udocker names, `spec/udocker.md` §5).
+mod arch;
+mod exec;
+mod mem;
+pub mod path;
+mod seccomp;
+mod sys;
+mod syscalls;
+mod tracer;
+
+use std::fmt;
+use std::path::PathBuf;
+
+pub use path::Binding;
+
+/// udocker's execution modes served by this crate (`spec/udocker.md` §5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Mode {
     /// seccomp-BPF filter + ptrace: only translated syscalls stop.
     P1,
     /// ptrace only: every syscall stops.
     P2,
+    /// P1 when a filter can be installed, else P2.
+    Auto,
+}
+
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Host directory that is the guest's `/`.
+    pub root: PathBuf,
+    /// `-b HOST[:GUEST]`, host paths already absolute.
+    pub bindings: Vec<Binding>,
+    /// Guest working directory.
+    pub cwd: Vec<u8>,
+    /// `-0` / `-i UID:GID`: ids the guest sees for itself and for files the user owns.
+    pub fake_id: Option<(u32, u32)>,
+    /// `-k RELEASE`: what uname(2) reports.
+    pub kernel_release: Option<String>,
+    /// `--kill-on-exit`: kill the remaining guest processes when the first one exits.
+    pub kill_on_exit: bool,
+    pub mode: Mode,
+    /// 0 quiet; 1 warnings; 2+ debug on stderr.
+    pub verbose: u8,
+}
+
+#[derive(Debug)]
+pub enum TracerError {
+    /// The command could not be started (fork, ptrace seize).
+    Start(String),
+    /// A ptrace or wait call failed in a way the tracer cannot recover from.
+    Trace(String),
+    Config(String),
+}
+
+impl fmt::Display for TracerError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            TracerError::Start(m) => write!(f, "starting the guest: {m}"),
+            TracerError::Trace(m) => write!(f, "tracing the guest: {m}"),
+            TracerError::Config(m) => write!(f, "{m}"),
+        }
+    }
+}
+
+impl std::error::Error for TracerError {}
+
+/// Run `argv` (argv[0] is looked up as a guest path, as execve would) with `envp` in the guest
+/// described by `cfg`. Returns the exit status of the first process: its exit code, or 128+N
+/// when it was killed by signal N.
+pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
+    tracer::run(cfg, argv, envp)
 }

@@ -3,6 +3,15 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let argv: Vec<String> = std::env::args().skip(1).collect();
+    let mut all = std::env::args();
+    let argv0 = all.next().unwrap_or_default();
+    let argv: Vec<String> = all.collect();
+    // Called as `proot` (a symlink to this binary): PRoot's command line.
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "proot")
+    {
+        return ExitCode::from(udocker::cli::proot::main(&argv));
+    }
     ExitCode::from(udocker::cli::main(argv))
 }

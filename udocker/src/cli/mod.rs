@@ -2,10 +2,12 @@
 //! become a validated plan here; the work is done by the library modules; only this module and
 //! `main` print and choose exit codes.
 
+mod archive;
 pub mod args;
 mod container;
 mod image;
 mod misc;
+pub mod proot;
 
 use crate::config::Config;
 use crate::registry::{Client, ClientOptions};
@@ -134,12 +136,13 @@ const GENERAL: &[Opt] = &[
 ];
 
 /// Commands of later issues: known names that say so instead of "invalid command".
-const LATER: &[&str] = &["run", "export", "import", "load", "save"];
+const LATER: &[&str] = &["run"];
 
 fn commands() -> Vec<Command> {
     let mut v = image::commands();
     v.extend(container::commands());
     v.extend(misc::commands());
+    v.extend(archive::commands());
     v
 }
 
@@ -161,6 +164,10 @@ General options:\n  -D, --debug        debug output\n  -q, --quiet        only e
 
 /// Entry point: returns the process exit status.
 pub fn main(argv: Vec<String>) -> u8 {
+    // `udocker proot ARGS` runs the tracer with PRoot's own command line (no repository involved).
+    if argv.first().map(String::as_str) == Some("proot") {
+        return proot::main(&argv[1..]);
+    }
     // General options are every item before the first one starting with a letter (the command).
     let mut i = 0;
     let mut general = Vec::new();

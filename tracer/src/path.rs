@@ -1,0 +1,415 @@
+//! Guest ↔ host path translation.
+//!
+//! A guest path is resolved component by component the way the kernel would inside the guest
+//! (path_resolution(7)): symlinks are read from the host file they map to and their targets are
+//! interpreted in the guest (absolute targets restart at the guest's `/`), `..` at `/` stays at
+//! `/`, and at most 40 symlinks are followed (then ELOOP). Each guest prefix maps to the host
+//! through the bindings (longest guest prefix wins) or else under the root; so a binding whose
+//! guest path does not exist in the rootfs still works. The file-system view is a trait so the
+//! algorithm is tested against an in-memory tree.
+
+use nix::errno::Errno;
+
+pub const MAX_SYMLINKS: usize = 40;
+
+/// `-b HOST:GUEST`: both absolute, normalised, no trailing slash (except `/`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Binding {
+    pub host: Vec<u8>,
+    pub guest: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Kind {
+    Dir,
+    Symlink,
+    Other,
+}
+
+/// What translation needs from the host file system.
+pub trait FsView {
+    fn kind(&self, host: &[u8]) -> Option<Kind>;
+    fn readlink(&self, host: &[u8]) -> Option<Vec<u8>>;
+}
+
+/// The real host file system (lstat(2), readlink(2)).
+#[derive(Debug, Clone, Copy)]
+pub struct RealFs;
+
+impl FsView for RealFs {
+    fn kind(&self, host: &[u8]) -> Option<Kind> {
+        use std::os::unix::ffi::OsStrExt;
+        let st = nix::sys::stat::lstat(std::ffi::OsStr::from_bytes(host)).ok()?;
+        Some(match st.st_mode & libc::S_IFMT {
+            libc::S_IFDIR => Kind::Dir,
+            libc::S_IFLNK => Kind::Symlink,
+            _ => Kind::Other,
+        })
+    }
+
+    fn readlink(&self, host: &[u8]) -> Option<Vec<u8>> {
+        use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        nix::fcntl::readlink(std::ffi::OsStr::from_bytes(host))
+            .ok()
+            .map(|s| s.into_vec())
+    }
+}
+
+/// Lexically normalise an absolute path: collapse `//`, `.`, `..` (never above `/`).
+pub fn normalize(p: &[u8]) -> Vec<u8> {
+    let mut parts: Vec<&[u8]> = Vec::new();
+    for c in p.split(|b| *b == b'/') {
+        match c {
+            b"" | b"." => {}
+            b".." => {
+                parts.pop();
+            }
+            c => parts.push(c),
+        }
+    }
+    join(&parts)
+}
+
+fn join<T: AsRef<[u8]>>(parts: &[T]) -> Vec<u8> {
+    if parts.is_empty() {
+        return b"/".to_vec();
+    }
+    let mut out = Vec::new();
+    for p in parts {
+        out.push(b'/');
+        out.extend_from_slice(p.as_ref());
+    }
+    out
+}
+
+/// Is `p` equal to `prefix` or below it (component boundary)? Returns the rest (`""` or `/…`).
+fn strip_prefix<'a>(p: &'a [u8], prefix: &[u8]) -> Option<&'a [u8]> {
+    if prefix == b"/" {
+        return Some(if p == b"/" { b"" } else { p });
+    }
+    let rest = p.strip_prefix(prefix)?;
+    (rest.is_empty() || rest[0] == b'/').then_some(rest)
+}
+
+/// A resolved path: (canonical guest path, host path).
+pub type Resolved = (Vec<u8>, Vec<u8>);
+
+#[derive(Debug, Clone)]
+pub struct Translator {
+    root: Vec<u8>,
+    /// Sorted by guest path length, longest first.
+    bindings: Vec<Binding>,
+}
+
+impl Translator {
+    pub fn new(root: &[u8], mut bindings: Vec<Binding>) -> Translator {
+        let root = normalize(root);
+        for b in &mut bindings {
+            b.host = normalize(&b.host);
+            b.guest = normalize(&b.guest);
+        }
+        bindings.sort_by_key(|b| std::cmp::Reverse(b.guest.len()));
+        Translator { root, bindings }
+    }
+
+    pub fn root(&self) -> &[u8] {
+        &self.root
+    }
+
+    /// Map a canonical guest path to the host without looking at the file system.
+    pub fn map(&self, guest: &[u8]) -> Vec<u8> {
+        for b in &self.bindings {
+            if let Some(rest) = strip_prefix(guest, &b.guest) {
+                let mut h = b.host.clone();
+                if h == b"/" && !rest.is_empty() {
+                    h.clear();
+                }
+                h.extend_from_slice(rest);
+                return h;
+            }
+        }
+        let mut h = self.root.clone();
+        if guest != b"/" {
+            if h == b"/" {
+                h.clear();
+            }
+            h.extend_from_slice(guest);
+        }
+        h
+    }
+
+    /// Resolve an absolute guest path. Returns the canonical guest path and its host path.
+    /// `follow` says whether a symlink in the last component is followed (stat vs lstat).
+    pub fn resolve(
+        &self,
+        fs: &dyn FsView,
+        guest: &[u8],
+        follow: bool,
+    ) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+        if guest.first() != Some(&b'/') {
+            return Err(Errno::EINVAL);
+        }
+        let trailing_slash = guest.len() > 1 && guest.ends_with(b"/");
+        let mut out: Vec<Vec<u8>> = Vec::new();
+        let mut todo: Vec<Vec<u8>> = guest
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .rev()
+            .map(<[u8]>::to_vec)
+            .collect();
+        let mut hops = 0;
+        // After a missing component nothing below can exist: stop asking the file system.
+        let mut missing = false;
+        while let Some(c) = todo.pop() {
+            match c.as_slice() {
+                b"." => continue,
+                b".." => {
+                    out.pop();
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(c);
+            if missing {
+                continue;
+            }
+            let is_last = todo.is_empty();
+            if is_last && !follow && !trailing_slash {
+                break;
+            }
+            let host = self.map(&join(&out));
+            match fs.kind(&host) {
+                None => missing = true,
+                Some(Kind::Symlink) => {
+                    hops += 1;
+                    if hops > MAX_SYMLINKS {
+                        return Err(Errno::ELOOP);
+                    }
+                    let target = fs.readlink(&host).ok_or(Errno::ENOENT)?;
+                    out.pop();
+                    if target.first() == Some(&b'/') {
+                        out.clear();
+                    }
+                    for t in target.split(|b| *b == b'/').filter(|c| !c.is_empty()).rev() {
+                        todo.push(t.to_vec());
+                    }
+                }
+                Some(_) => {}
+            }
+        }
+        let g = join(&out);
+        let mut h = self.map(&g);
+        if trailing_slash && !h.ends_with(b"/") {
+            h.push(b'/');
+        }
+        if g.len() > crate::mem::PATH_MAX || h.len() > crate::mem::PATH_MAX {
+            return Err(Errno::ENAMETOOLONG);
+        }
+        Ok((g, h))
+    }
+
+    /// Map a host path back into the guest: the longest matching host prefix among the root and
+    /// the bindings. `None` when the path is outside everything the guest can see.
+    pub fn to_guest(&self, host: &[u8]) -> Option<Vec<u8>> {
+        let mut best: Option<(usize, Vec<u8>)> = None;
+        let mut consider = |hprefix: &[u8], gprefix: &[u8]| {
+            if let Some(rest) = strip_prefix(host, hprefix) {
+                if best.as_ref().is_none_or(|(l, _)| hprefix.len() > *l) {
+                    let mut g = if gprefix == b"/" && !rest.is_empty() {
+                        Vec::new()
+                    } else {
+                        gprefix.to_vec()
+                    };
+                    g.extend_from_slice(rest);
+                    if g.is_empty() {
+                        g.push(b'/');
+                    }
+                    best = Some((hprefix.len(), g));
+                }
+            }
+        };
+        consider(&self.root, b"/");
+        for b in &self.bindings {
+            consider(&b.host, &b.guest);
+        }
+        best.map(|(_, g)| g)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    /// An in-memory host tree: path → kind (and link target).
+    struct Mem(HashMap<Vec<u8>, (Kind, Vec<u8>)>);
+
+    impl Mem {
+        fn new(entries: &[(&str, &str)]) -> Mem {
+            let mut m = HashMap::new();
+            for (p, t) in entries {
+                let kind = if t.is_empty() {
+                    Kind::Dir
+                } else if *t == "FILE" {
+                    Kind::Other
+                } else {
+                    Kind::Symlink
+                };
+                m.insert(p.as_bytes().to_vec(), (kind, t.as_bytes().to_vec()));
+            }
+            Mem(m)
+        }
+    }
+
+    impl FsView for Mem {
+        fn kind(&self, host: &[u8]) -> Option<Kind> {
+            self.0.get(host).map(|e| e.0)
+        }
+        fn readlink(&self, host: &[u8]) -> Option<Vec<u8>> {
+            self.0
+                .get(host)
+                .filter(|e| e.0 == Kind::Symlink)
+                .map(|e| e.1.clone())
+        }
+    }
+
+    fn s(v: &[u8]) -> &str {
+        std::str::from_utf8(v).unwrap()
+    }
+
+    fn tr() -> Translator {
+        Translator::new(
+            b"/r",
+            vec![
+                Binding {
+                    host: b"/hostproc".to_vec(),
+                    guest: b"/proc".to_vec(),
+                },
+                Binding {
+                    host: b"/data/in".to_vec(),
+                    guest: b"/mnt/deep/x".to_vec(),
+                },
+                Binding {
+                    host: b"/etc/resolv.conf".to_vec(),
+                    guest: b"/etc/resolv.conf".to_vec(),
+                },
+            ],
+        )
+    }
+
+    fn fs() -> Mem {
+        Mem::new(&[
+            ("/r", ""),
+            ("/r/usr", ""),
+            ("/r/usr/lib", ""),
+            ("/r/usr/lib/libc.so", "FILE"),
+            ("/r/lib", "usr/lib"),
+            ("/r/abs", "/usr/lib"),
+            ("/r/up", "../../../.."),
+            ("/r/loop1", "loop2"),
+            ("/r/loop2", "loop1"),
+            ("/r/etc", ""),
+            ("/r/etc/resolv.conf", "FILE"),
+            ("/r/tomnt", "/mnt/deep/x/f"),
+            ("/data/in/f", "FILE"),
+            ("/hostproc", ""),
+            ("/hostproc/self", "1234"),
+        ])
+    }
+
+    fn host(p: &str, follow: bool) -> Result<String, Errno> {
+        tr().resolve(&fs(), p.as_bytes(), follow)
+            .map(|(_, h)| s(&h).to_string())
+    }
+
+    #[test]
+    fn symlinks_resolved_inside() {
+        assert_eq!(host("/lib/libc.so", true).unwrap(), "/r/usr/lib/libc.so");
+        assert_eq!(host("/abs/libc.so", true).unwrap(), "/r/usr/lib/libc.so");
+        assert_eq!(
+            host("/up/etc", true).unwrap(),
+            "/r/etc",
+            "'..' above / must stay at /"
+        );
+        assert_eq!(
+            host("/../../etc/../etc/./resolv.conf", true).unwrap(),
+            "/etc/resolv.conf"
+        );
+        assert_eq!(
+            host("/lib", false).unwrap(),
+            "/r/lib",
+            "lstat must not follow the last link"
+        );
+        assert_eq!(host("/lib", true).unwrap(), "/r/usr/lib");
+        assert_eq!(
+            host("/lib/", false).unwrap(),
+            "/r/usr/lib/",
+            "a trailing slash follows"
+        );
+        assert_eq!(host("/loop1/x", true), Err(Errno::ELOOP));
+    }
+
+    #[test]
+    fn bindings() {
+        assert_eq!(host("/proc/self", false).unwrap(), "/hostproc/self");
+        assert_eq!(host("/proc/self/exe", false).unwrap(), "/hostproc/1234/exe");
+        assert_eq!(
+            host("/mnt/deep/x/f", true).unwrap(),
+            "/data/in/f",
+            "binding without guest dir"
+        );
+        assert_eq!(
+            host("/tomnt", true).unwrap(),
+            "/data/in/f",
+            "symlink into a binding"
+        );
+        assert_eq!(
+            host("/etc/resolv.conf", true).unwrap(),
+            "/etc/resolv.conf",
+            "file binding"
+        );
+        assert_eq!(host("/etc/hosts", true).unwrap(), "/r/etc/hosts");
+        assert_eq!(host("/missing/../etc", true).unwrap(), "/r/etc");
+    }
+
+    #[test]
+    fn back_to_guest() {
+        let t = tr();
+        assert_eq!(s(&t.to_guest(b"/r/usr/lib").unwrap()), "/usr/lib");
+        assert_eq!(s(&t.to_guest(b"/r").unwrap()), "/");
+        assert_eq!(s(&t.to_guest(b"/data/in/f").unwrap()), "/mnt/deep/x/f");
+        assert_eq!(s(&t.to_guest(b"/hostproc/1").unwrap()), "/proc/1");
+        assert!(t.to_guest(b"/elsewhere").is_none());
+        assert!(
+            t.to_guest(b"/rx").is_none(),
+            "prefix must end at a component boundary"
+        );
+        let nested = Translator::new(
+            b"/tmp/c/ROOT",
+            vec![Binding {
+                host: b"/tmp".to_vec(),
+                guest: b"/tmp".to_vec(),
+            }],
+        );
+        assert_eq!(
+            s(&nested.to_guest(b"/tmp/c/ROOT/etc").unwrap()),
+            "/etc",
+            "longest host prefix wins"
+        );
+        assert_eq!(s(&nested.to_guest(b"/tmp/x").unwrap()), "/tmp/x");
+    }
+
+    #[test]
+    fn root_slash_binding() {
+        let t = Translator::new(
+            b"/r",
+            vec![Binding {
+                host: b"/".to_vec(),
+                guest: b"/host".to_vec(),
+            }],
+        );
+        assert_eq!(s(&t.map(b"/host/etc")), "/etc");
+        assert_eq!(s(&t.map(b"/host")), "/");
+        assert_eq!(normalize(b"//a/./b/../c/"), b"/a/c");
+    }
+}

@@ -1,0 +1,145 @@
+//! The few operations that need `unsafe`: ptrace requests nix does not wrap, the child's side of
+//! the fork (async-signal-safe calls only), and the signal handler that forwards signals.
+
+use nix::errno::Errno;
+use nix::unistd::Pid;
+use std::ffi::CString;
+use std::sync::atomic::{AtomicI32, Ordering};
+
+/// PTRACE_LISTEN (ptrace(2), "group-stop"): leave a seized tracee in its group-stop while
+/// still being told when it is continued.
+pub fn ptrace_listen(pid: Pid) -> nix::Result<()> {
+    // SAFETY: PTRACE_LISTEN takes no pointers (addr and data are 0); the kernel checks the pid.
+    let r = unsafe { libc::ptrace(libc::PTRACE_LISTEN, pid.as_raw(), 0usize, 0usize) };
+    Errno::result(r).map(drop)
+}
+
+/// Everything the child needs after fork, prepared before it (no allocation in the child).
+pub struct ChildPlan {
+    pub path: CString,
+    pub argv: Vec<CString>,
+    pub envp: Vec<CString>,
+    pub cwd: CString,
+    pub filter: Option<Vec<libc::sock_filter>>,
+    argv_ptrs: Vec<*const libc::c_char>,
+    envp_ptrs: Vec<*const libc::c_char>,
+}
+
+impl ChildPlan {
+    pub fn new(
+        path: CString,
+        argv: Vec<CString>,
+        envp: Vec<CString>,
+        cwd: CString,
+        filter: Option<Vec<libc::sock_filter>>,
+    ) -> ChildPlan {
+        let mut p = ChildPlan {
+            path,
+            argv,
+            envp,
+            cwd,
+            filter,
+            argv_ptrs: Vec::new(),
+            envp_ptrs: Vec::new(),
+        };
+        p.argv_ptrs = p
+            .argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        p.envp_ptrs = p
+            .envp
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
+        p
+    }
+}
+
+/// fork(2) a child that stops itself (SIGSTOP) so the parent can seize it, then installs the
+/// seccomp filter and execs. Returns the child's pid in the parent.
+pub fn spawn_stopped(plan: &ChildPlan) -> nix::Result<Pid> {
+    // SAFETY: after fork the child only makes async-signal-safe calls (signal(7)): kill, getpid,
+    // chdir, prctl, seccomp, execve, _exit; every pointer it uses was built before the fork and
+    // stays valid because the child's copy of memory is the parent's at fork time.
+    unsafe {
+        let pid = libc::fork();
+        if pid < 0 {
+            return Err(Errno::last());
+        }
+        if pid > 0 {
+            return Ok(Pid::from_raw(pid));
+        }
+        // Child. Default signal dispositions and an empty mask, as a freshly exec'd program expects.
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        libc::kill(libc::getpid(), libc::SIGSTOP);
+        if libc::chdir(plan.cwd.as_ptr()) != 0 {
+            libc::_exit(126);
+        }
+        if let Some(f) = &plan.filter {
+            // no_new_privs is required to install a filter unprivileged (seccomp(2)).
+            if libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0 {
+                libc::_exit(125);
+            }
+            let prog = libc::sock_fprog {
+                len: f.len() as libc::c_ushort,
+                filter: f.as_ptr() as *mut libc::sock_filter,
+            };
+            if libc::syscall(
+                libc::SYS_seccomp,
+                libc::SECCOMP_SET_MODE_FILTER,
+                0,
+                &prog as *const libc::sock_fprog,
+            ) != 0
+            {
+                libc::_exit(125);
+            }
+        }
+        libc::execve(
+            plan.path.as_ptr(),
+            plan.argv_ptrs.as_ptr(),
+            plan.envp_ptrs.as_ptr(),
+        );
+        // execve failed: the errno is reported by the tracer from the syscall-exit it saw.
+        libc::_exit(127);
+    }
+}
+
+/// Signals sent to the tracer by another process, to forward to the guest (PRoot loses SIGTERM).
+pub static PENDING_SIGNAL: AtomicI32 = AtomicI32::new(0);
+
+extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut libc::c_void) {
+    // SAFETY: the kernel passes a valid siginfo_t to an SA_SIGINFO handler.
+    let code = unsafe { (*info).si_code };
+    // Terminal-generated signals (SI_KERNEL) already reach the whole foreground process group,
+    // the guest included: forward only those sent with kill(2)/sigqueue(3).
+    if code == libc::SI_USER || code == libc::SI_QUEUE {
+        PENDING_SIGNAL.store(sig, Ordering::SeqCst);
+    }
+}
+
+/// Catch SIGINT, SIGTERM, SIGHUP, SIGQUIT without SA_RESTART so waitpid returns EINTR.
+pub fn install_forwarders() {
+    for sig in [
+        libc::SIGINT,
+        libc::SIGTERM,
+        libc::SIGHUP,
+        libc::SIGQUIT,
+        libc::SIGUSR1,
+        libc::SIGUSR2,
+    ] {
+        // SAFETY: the handler only stores into an atomic (async-signal-safe); the sigaction
+        // struct is fully initialised before the call.
+        unsafe {
+            let mut sa: libc::sigaction = std::mem::zeroed();
+            sa.sa_sigaction = on_signal as *const () as usize;
+            sa.sa_flags = libc::SA_SIGINFO;
+            libc::sigemptyset(&mut sa.sa_mask);
+            libc::sigaction(sig, &sa, std::ptr::null_mut());
+        }
+    }
+}

@@ -1,0 +1,713 @@
+//! System-call entry and exit handling: which arguments are paths, how each is resolved, what
+//! must be rewritten on the way back. Families are described once by a table (`spec` below), so
+//! `stat`, `lstat`, `newfstatat` and `statx` share one path.
+
+use crate::arch::{nr, Regs};
+use crate::exec;
+use crate::mem::{self, Scratch, PATH_MAX};
+use crate::tracer::{Ctx, ExitAction, Saved};
+use nix::errno::Errno;
+use nix::sys::ptrace;
+use nix::unistd::Pid;
+use std::os::unix::ffi::OsStrExt;
+
+const AT_FDCWD: i64 = -100;
+const AT_SYMLINK_NOFOLLOW: u64 = 0x100;
+const AT_SYMLINK_FOLLOW: u64 = 0x400;
+const AT_EMPTY_PATH: u64 = 0x1000;
+
+/// Whether the last component is followed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Follow {
+    Yes,
+    No,
+    /// Follow unless `flags & AT_SYMLINK_NOFOLLOW` (arg index of flags).
+    UnlessNoFollowFlag(usize),
+    /// Follow only if `flags & AT_SYMLINK_FOLLOW` (linkat).
+    IfFollowFlag(usize),
+    /// open/openat: not with O_NOFOLLOW, nor with O_CREAT|O_EXCL (arg index of flags).
+    Open(usize),
+}
+
+/// One path argument: `dirfd` register (None = AT_FDCWD), path register, follow rule.
+#[derive(Clone, Copy, Debug)]
+struct PathArg {
+    dirfd: Option<usize>,
+    path: usize,
+    follow: Follow,
+}
+
+const fn p(path: usize, follow: Follow) -> PathArg {
+    PathArg {
+        dirfd: None,
+        path,
+        follow,
+    }
+}
+
+const fn at(dirfd: usize, path: usize, follow: Follow) -> PathArg {
+    PathArg {
+        dirfd: Some(dirfd),
+        path,
+        follow,
+    }
+}
+
+/// The path arguments of a call, or None when it has none we translate.
+fn spec(n: i64) -> Option<&'static [PathArg]> {
+    use Follow::*;
+    Some(match n {
+        nr::OPEN => {
+            const S: &[PathArg] = &[p(0, Open(1))];
+            S
+        }
+        nr::CREAT
+        | nr::STAT
+        | nr::ACCESS
+        | nr::TRUNCATE
+        | nr::CHDIR
+        | nr::CHMOD
+        | nr::CHOWN
+        | nr::UTIME
+        | nr::UTIMES
+        | nr::STATFS
+        | nr::SETXATTR
+        | nr::GETXATTR
+        | nr::LISTXATTR
+        | nr::REMOVEXATTR
+        | nr::CHROOT
+        | nr::USELIB
+        | nr::ACCT
+        | nr::SWAPON
+        | nr::SWAPOFF => {
+            const S: &[PathArg] = &[p(0, Yes)];
+            S
+        }
+        nr::LSTAT
+        | nr::LCHOWN
+        | nr::LSETXATTR
+        | nr::LGETXATTR
+        | nr::LLISTXATTR
+        | nr::LREMOVEXATTR
+        | nr::READLINK
+        | nr::UNLINK
+        | nr::RMDIR
+        | nr::MKDIR
+        | nr::MKNOD
+        | nr::UMOUNT2 => {
+            const S: &[PathArg] = &[p(0, No)];
+            S
+        }
+        nr::RENAME => {
+            const S: &[PathArg] = &[p(0, No), p(1, No)];
+            S
+        }
+        nr::LINK => {
+            const S: &[PathArg] = &[p(0, No), p(1, No)];
+            S
+        }
+        nr::SYMLINK => {
+            const S: &[PathArg] = &[p(1, No)];
+            S
+        }
+        nr::MOUNT => {
+            const S: &[PathArg] = &[p(1, Yes)];
+            S
+        }
+        nr::OPENAT => {
+            const S: &[PathArg] = &[at(0, 1, Open(2))];
+            S
+        }
+        nr::OPENAT2 => {
+            const S: &[PathArg] = &[at(0, 1, Yes)];
+            S
+        }
+        nr::MKDIRAT | nr::MKNODAT | nr::UNLINKAT | nr::READLINKAT => {
+            const S: &[PathArg] = &[at(0, 1, No)];
+            S
+        }
+        nr::FCHOWNAT => {
+            const S: &[PathArg] = &[at(0, 1, UnlessNoFollowFlag(4))];
+            S
+        }
+        nr::FUTIMESAT | nr::FCHMODAT | nr::FACCESSAT => {
+            const S: &[PathArg] = &[at(0, 1, Yes)];
+            S
+        }
+        nr::NEWFSTATAT | nr::FACCESSAT2 | nr::FCHMODAT2 | nr::UTIMENSAT => {
+            const S: &[PathArg] = &[at(0, 1, UnlessNoFollowFlag(3))];
+            S
+        }
+        nr::STATX | nr::OPEN_TREE => {
+            const S: &[PathArg] = &[at(0, 1, UnlessNoFollowFlag(2))];
+            S
+        }
+        nr::NAME_TO_HANDLE_AT => {
+            const S: &[PathArg] = &[at(0, 1, IfFollowFlag(4))];
+            S
+        }
+        nr::RENAMEAT | nr::RENAMEAT2 => {
+            const S: &[PathArg] = &[at(0, 1, No), at(2, 3, No)];
+            S
+        }
+        nr::LINKAT => {
+            const S: &[PathArg] = &[at(0, 1, IfFollowFlag(4)), at(2, 3, No)];
+            S
+        }
+        nr::SYMLINKAT => {
+            const S: &[PathArg] = &[at(1, 2, No)];
+            S
+        }
+        nr::INOTIFY_ADD_WATCH => {
+            const S: &[PathArg] = &[p(1, Yes)];
+            S
+        }
+        nr::FANOTIFY_MARK => {
+            const S: &[PathArg] = &[at(3, 4, Yes)];
+            S
+        }
+        nr::MOVE_MOUNT => {
+            const S: &[PathArg] = &[at(0, 1, Yes), at(2, 3, Yes)];
+            S
+        }
+        nr::FSPICK => {
+            const S: &[PathArg] = &[at(0, 1, Yes)];
+            S
+        }
+        _ => return None,
+    })
+}
+
+fn getregs(pid: Pid) -> Option<Regs> {
+    ptrace::getregs(pid).ok().map(Regs)
+}
+
+fn setregs(pid: Pid, r: &Regs) {
+    let _ = ptrace::setregs(pid, r.0);
+}
+
+/// The guest directory a relative path is relative to: the cwd, or the directory `dirfd` is
+/// open on. Read from /proc (always current, whatever threads did) and mapped back to the guest.
+fn base_dir(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<Vec<u8>> {
+    use std::os::unix::ffi::OsStringExt;
+    let link = if dirfd == AT_FDCWD {
+        format!("/proc/{pid}/cwd")
+    } else {
+        format!("/proc/{pid}/fd/{dirfd}")
+    };
+    let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
+    ctx.tr.to_guest(&host)
+}
+
+/// `/proc/self`, `/proc/thread-self` as the guest names them, for the magic-link checks.
+fn proc_pid_of(g: &[u8], pid: Pid) -> Option<(Pid, Vec<u8>)> {
+    let rest = g.strip_prefix(b"/proc/")?;
+    let (first, tail) = match rest.iter().position(|b| *b == b'/') {
+        Some(i) => (&rest[..i], rest[i..].to_vec()),
+        None => (rest, Vec::new()),
+    };
+    let who = match first {
+        b"self" | b"thread-self" => pid,
+        d if !d.is_empty() && d.iter().all(u8::is_ascii_digit) => {
+            Pid::from_raw(std::str::from_utf8(d).ok()?.parse().ok()?)
+        }
+        _ => return None,
+    };
+    Some((who, tail))
+}
+
+/// Resolve one path argument to a host path. `Ok(None)`: leave the call alone (empty path with
+/// AT_EMPTY_PATH, NULL path, a dirfd that is not a directory we can name).
+fn resolve_arg(
+    ctx: &Ctx,
+    pid: Pid,
+    r: &Regs,
+    a: &PathArg,
+) -> Result<Option<crate::path::Resolved>, Errno> {
+    let ptr = r.arg(a.path);
+    if ptr == 0 {
+        return Ok(None);
+    }
+    let raw = mem::read_cstr(pid, ptr, PATH_MAX)?;
+    if raw.is_empty() {
+        return Ok(None); // ENOENT or AT_EMPTY_PATH: the kernel decides, on the dirfd.
+    }
+    let follow = match a.follow {
+        Follow::Yes => true,
+        Follow::No => false,
+        Follow::UnlessNoFollowFlag(i) => r.arg(i) & AT_SYMLINK_NOFOLLOW == 0,
+        Follow::IfFollowFlag(i) => r.arg(i) & AT_SYMLINK_FOLLOW != 0,
+        Follow::Open(i) => {
+            let fl = r.arg(i) as i32;
+            fl & libc::O_NOFOLLOW == 0
+                && fl & (libc::O_CREAT | libc::O_EXCL) != (libc::O_CREAT | libc::O_EXCL)
+        }
+    };
+    let abs = if raw[0] == b'/' {
+        raw
+    } else {
+        let dirfd = a.dirfd.map(|i| r.arg(i) as i32 as i64).unwrap_or(AT_FDCWD);
+        let Some(mut base) = base_dir(ctx, pid, dirfd) else {
+            return Ok(None);
+        };
+        if base != b"/" {
+            base.push(b'/');
+        }
+        base.extend_from_slice(&raw);
+        base
+    };
+    let abs = self_to_pid(&abs, pid);
+    ctx.tr.resolve(&ctx.fs, &abs, follow).map(Some)
+}
+
+/// `/proc/self` and `/proc/thread-self` name the *tracee*: resolved by the tracer they would
+/// name the tracer itself, so they are replaced by the tracee's pid before resolution.
+fn self_to_pid(abs: &[u8], pid: Pid) -> Vec<u8> {
+    let n = crate::path::normalize(abs);
+    for pre in [&b"/proc/self"[..], b"/proc/thread-self"] {
+        if let Some(rest) = n.strip_prefix(pre) {
+            if rest.is_empty() || rest[0] == b'/' {
+                let mut v = format!("/proc/{pid}").into_bytes();
+                v.extend_from_slice(rest);
+                return v;
+            }
+        }
+    }
+    abs.to_vec()
+}
+
+/// Entry of a traced call. Returns whether its exit must be seen.
+pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
+    let Some(mut r) = getregs(pid) else {
+        return false;
+    };
+    let orig = r;
+    let n = r.nr();
+    let skip = |ctx: &mut Ctx, mut r: Regs, ret: i64| {
+        r.set_nr(-1);
+        setregs(pid, &r);
+        if let Some(t) = ctx.tracees.get_mut(&pid) {
+            t.saved = Some(Saved {
+                orig,
+                action: ExitAction::Return(ret),
+            });
+        }
+        true
+    };
+    // x32 calls would bypass the table (P2 sees them; P1's filter already refused them).
+    if n & 0x4000_0000 != 0 {
+        return skip(ctx, r, -(libc::ENOSYS as i64));
+    }
+    // The first process, between fork and its first execve, is still the tracer's own code
+    // (chdir to the host directory, seccomp setup): only its execve is the guest's.
+    if ctx.tracees.get(&pid).is_some_and(|t| t.preexec) && n != nr::EXECVE {
+        return false;
+    }
+    let fake = ctx.cfg.fake_id;
+    let mut action = ExitAction::Restore;
+    match n {
+        nr::EXECVE | nr::EXECVEAT => return enter_exec(ctx, pid, r),
+        nr::IO_URING_SETUP => return skip(ctx, r, -(libc::ENOSYS as i64)),
+        nr::GETCWD => {
+            save(
+                ctx,
+                pid,
+                orig,
+                ExitAction::Getcwd {
+                    buf: r.arg(0),
+                    size: r.arg(1),
+                },
+            );
+            return true;
+        }
+        nr::UNAME if ctx.cfg.kernel_release.is_some() => {
+            save(ctx, pid, orig, ExitAction::Uname { buf: r.arg(0) });
+            return true;
+        }
+        _ => {}
+    }
+    if let Some((uid, gid)) = fake {
+        match n {
+            nr::GETUID | nr::GETEUID => return skip(ctx, r, uid as i64),
+            nr::GETGID | nr::GETEGID => return skip(ctx, r, gid as i64),
+            nr::SETUID
+            | nr::SETGID
+            | nr::SETREUID
+            | nr::SETREGID
+            | nr::SETRESUID
+            | nr::SETRESGID
+            | nr::SETGROUPS
+            | nr::FCHOWN => return skip(ctx, r, 0),
+            // setfsuid returns the previous fsuid.
+            nr::SETFSUID => return skip(ctx, r, uid as i64),
+            nr::SETFSGID => return skip(ctx, r, gid as i64),
+            nr::GETRESUID | nr::GETRESGID => {
+                let id = if n == nr::GETRESUID { uid } else { gid };
+                save(
+                    ctx,
+                    pid,
+                    orig,
+                    ExitAction::ResIds {
+                        ptrs: [r.arg(0), r.arg(1), r.arg(2)],
+                        id,
+                    },
+                );
+                return true;
+            }
+            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT => {
+                // Succeed without effect, but only on a path that exists (as root would).
+                if let Some(specs) = spec(n) {
+                    match resolve_arg(ctx, pid, &r, &specs[0]) {
+                        Ok(Some((_, h))) => {
+                            let exists =
+                                nix::sys::stat::lstat(std::ffi::OsStr::from_bytes(&h)).is_ok();
+                            return skip(ctx, r, if exists { 0 } else { -(libc::ENOENT as i64) });
+                        }
+                        Ok(None) => return skip(ctx, r, 0),
+                        Err(e) => return skip(ctx, r, -(e as i64)),
+                    }
+                }
+            }
+            nr::STAT | nr::LSTAT => {
+                action = ExitAction::StatIds {
+                    buf: r.arg(1),
+                    statx: false,
+                }
+            }
+            nr::NEWFSTATAT => {
+                action = ExitAction::StatIds {
+                    buf: r.arg(2),
+                    statx: false,
+                }
+            }
+            nr::STATX => {
+                action = ExitAction::StatIds {
+                    buf: r.arg(4),
+                    statx: true,
+                }
+            }
+            _ => {}
+        }
+    }
+    let Some(specs) = spec(n) else {
+        // Socket calls and anything else traced without a path rule.
+        return enter_other(ctx, pid, r, orig, action);
+    };
+    if matches!(n, nr::READLINK | nr::READLINKAT) {
+        let (bufi, sizei) = if n == nr::READLINK { (1, 2) } else { (2, 3) };
+        action = ExitAction::Readlink {
+            buf: r.arg(bufi),
+            size: r.arg(sizei),
+            exe_of: None,
+        };
+    }
+    let mut scratch = Scratch::below(r.sp());
+    let mut changed = false;
+    for a in specs {
+        match resolve_arg(ctx, pid, &r, a) {
+            Ok(None) => {}
+            Ok(Some((g, h))) => {
+                if let ExitAction::Readlink { exe_of, .. } = &mut action {
+                    if let Some((who, tail)) = proc_pid_of(&g, pid) {
+                        if tail == b"/exe" {
+                            *exe_of = Some(who);
+                        }
+                    }
+                }
+                let Ok(addr) = scratch.push_cstr(pid, &h) else {
+                    return skip(ctx, r, -(libc::EFAULT as i64));
+                };
+                r.set_arg(a.path, addr);
+                if let Some(d) = a.dirfd {
+                    r.set_arg(d, AT_FDCWD as u64);
+                }
+                changed = true;
+            }
+            Err(e) => return skip(ctx, r, -(e as i64)),
+        }
+    }
+    if changed {
+        setregs(pid, &r);
+    }
+    let need_exit = changed || !matches!(action, ExitAction::Restore);
+    if need_exit {
+        save(ctx, pid, orig, action);
+    }
+    ctx.debug(|| format!("{pid} enter {n} changed={changed}"));
+    need_exit
+}
+
+fn save(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) {
+    if let Some(t) = ctx.tracees.get_mut(&pid) {
+        t.saved = Some(Saved { orig, action });
+    }
+}
+
+/// Calls traced for reasons other than a path argument (AF_UNIX socket addresses, …).
+fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction) -> bool {
+    let n = r.nr();
+    if matches!(n, nr::BIND | nr::CONNECT) {
+        let mut r = r;
+        let (addr, len) = (r.arg(1), r.arg(2) as usize);
+        if let Some(new) = translate_sockaddr(ctx, pid, addr, len) {
+            let mut scratch = Scratch::below(r.sp());
+            if let Ok(a) = scratch.push(pid, &new) {
+                r.set_arg(1, a);
+                r.set_arg(2, new.len() as u64);
+                setregs(pid, &r);
+                save(ctx, pid, orig, action);
+                return true;
+            }
+        }
+    }
+    if !matches!(action, ExitAction::Restore) {
+        save(ctx, pid, orig, action);
+        return true;
+    }
+    false
+}
+
+/// An AF_UNIX address with a filesystem path: translate it (abstract and unnamed ones pass).
+fn translate_sockaddr(ctx: &Ctx, pid: Pid, addr: u64, len: usize) -> Option<Vec<u8>> {
+    if addr == 0 || !(3..=110).contains(&len) {
+        return None;
+    }
+    let raw = mem::read(pid, addr, len).ok()?;
+    let family = u16::from_ne_bytes([raw[0], raw[1]]);
+    if family != libc::AF_UNIX as u16 || raw[2] == 0 {
+        return None;
+    }
+    let path: Vec<u8> = raw[2..].iter().copied().take_while(|b| *b != 0).collect();
+    let abs = if path[0] == b'/' {
+        path
+    } else {
+        let mut b = base_dir(ctx, pid, AT_FDCWD)?;
+        b.push(b'/');
+        b.extend_from_slice(&path);
+        b
+    };
+    let (_, h) = ctx.tr.resolve(&ctx.fs, &abs, true).ok()?;
+    // sun_path holds 108 bytes; a longer host path cannot be expressed (ENAMETOOLONG would be
+    // wrong for the guest): leave the call as it is rather than truncate.
+    if h.len() >= 108 {
+        return None;
+    }
+    let mut out = raw[..2].to_vec();
+    out.extend_from_slice(&h);
+    out.push(0);
+    Some(out)
+}
+
+fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
+    let orig = r;
+    let n = r.nr();
+    let (path_i, argv_i) = if n == nr::EXECVE { (0, 1) } else { (1, 2) };
+    let fail = |ctx: &mut Ctx, mut r: Regs, e: Errno| {
+        r.set_nr(-1);
+        setregs(pid, &r);
+        save(ctx, pid, orig, ExitAction::Return(-(e as i64)));
+        true
+    };
+    let raw = match mem::read_cstr(pid, r.arg(path_i), PATH_MAX) {
+        Ok(v) => v,
+        Err(e) => return fail(ctx, r, e),
+    };
+    if n == nr::EXECVEAT && raw.is_empty() {
+        // fexecve(3): AT_EMPTY_PATH on an fd we cannot re-plan; let the kernel do it.
+        return false;
+    }
+    let mut abs = if raw.first() == Some(&b'/') {
+        raw.clone()
+    } else {
+        let dirfd = if n == nr::EXECVEAT {
+            r.arg(0) as i32 as i64
+        } else {
+            AT_FDCWD
+        };
+        match base_dir(ctx, pid, dirfd) {
+            Some(mut b) => {
+                b.push(b'/');
+                b.extend_from_slice(&raw);
+                b
+            }
+            None => return fail(ctx, r, Errno::ENOENT),
+        }
+    };
+    abs = self_to_pid(&abs, pid);
+    // Re-exec of oneself through /proc/self/exe: the program, not the loader that runs it.
+    if let Some((who, tail)) = proc_pid_of(&crate::path::normalize(&abs), pid) {
+        if tail == b"/exe" {
+            if let Some(e) = ctx.tracees.get(&who).and_then(|t| t.exe.clone()) {
+                abs = e;
+            }
+        }
+    }
+    // argv: bounded like the kernel (MAX_ARG_STRINGS, and 2 MiB of strings here).
+    let mut argv = Vec::new();
+    let mut total = 0usize;
+    let mut ap = r.arg(argv_i);
+    if ap != 0 {
+        loop {
+            let Ok(s) = mem::read_u64(pid, ap) else {
+                return fail(ctx, r, Errno::EFAULT);
+            };
+            if s == 0 {
+                break;
+            }
+            let Ok(a) = mem::read_cstr(pid, s, 128 * 1024) else {
+                return fail(ctx, r, Errno::E2BIG);
+            };
+            total += a.len() + 1;
+            if total > 2 << 20 || argv.len() > 0x7fff_ffff / 8 {
+                return fail(ctx, r, Errno::E2BIG);
+            }
+            argv.push(a);
+            ap += 8;
+        }
+    }
+    let plan = match exec::plan(ctx, &abs, argv) {
+        Ok(p) => p,
+        Err(e) => return fail(ctx, r, e),
+    };
+    ctx.debug(|| {
+        format!(
+            "{pid} exec {} as {} {:?}",
+            String::from_utf8_lossy(&abs),
+            String::from_utf8_lossy(&plan.host_path),
+            plan.argv
+                .iter()
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect::<Vec<_>>()
+        )
+    });
+    let mut scratch = Scratch::below(r.sp());
+    let mut ptrs = Vec::with_capacity(plan.argv.len() + 1);
+    for a in &plan.argv {
+        match scratch.push_cstr(pid, a) {
+            Ok(p) => ptrs.push(p),
+            Err(e) => return fail(ctx, r, e),
+        }
+    }
+    ptrs.push(0);
+    let bytes: Vec<u8> = ptrs.iter().flat_map(|p| p.to_ne_bytes()).collect();
+    let (Ok(argv_addr), Ok(path_addr)) = (
+        scratch.push(pid, &bytes),
+        scratch.push_cstr(pid, &plan.host_path),
+    ) else {
+        return fail(ctx, r, Errno::EFAULT);
+    };
+    if n == nr::EXECVEAT {
+        r.set_arg(0, AT_FDCWD as u64);
+        r.set_arg(4, r.arg(4) & !AT_EMPTY_PATH);
+    }
+    r.set_arg(path_i, path_addr);
+    r.set_arg(argv_i, argv_addr);
+    setregs(pid, &r);
+    if let Some(t) = ctx.tracees.get_mut(&pid) {
+        t.pending_exe = Some(plan.program);
+        t.saved = Some(Saved {
+            orig,
+            action: ExitAction::Restore,
+        });
+    }
+    true
+}
+
+/// Exit of a call whose entry we changed or whose result we rewrite.
+pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
+    let Some(saved) = ctx.tracees.get_mut(&pid).and_then(|t| t.saved.take()) else {
+        return;
+    };
+    let Some(cur) = getregs(pid) else { return };
+    let ret = cur.ret();
+    // Arguments back as the guest passed them (the syscall ABI preserves them), result kept.
+    let mut out = saved.orig;
+    out.set_ret(ret);
+    match saved.action {
+        ExitAction::Exec => return, // a new program: its registers are its own
+        ExitAction::Restore => {}
+        ExitAction::Return(v) => out.set_ret(v),
+        ExitAction::Getcwd { buf, size } => {
+            if ret > 0 {
+                if let Ok(host) = mem::read_cstr(pid, buf, PATH_MAX) {
+                    let g = ctx.tr.to_guest(&host).unwrap_or(host);
+                    if g.len() + 1 > size as usize {
+                        out.set_ret(-(libc::ERANGE as i64));
+                    } else {
+                        let mut v = g.clone();
+                        v.push(0);
+                        let _ = mem::write(pid, buf, &v);
+                        out.set_ret(v.len() as i64);
+                    }
+                }
+            }
+        }
+        ExitAction::Readlink { buf, size, exe_of } => {
+            if ret > 0 {
+                let text = if let Some(e) = exe_of
+                    .and_then(|w| ctx.tracees.get(&w))
+                    .and_then(|t| t.exe.clone())
+                {
+                    Some(e)
+                } else {
+                    mem::read(pid, buf, ret as usize)
+                        .ok()
+                        .filter(|t| t.first() == Some(&b'/'))
+                        .and_then(|t| {
+                            // Only magic links (/proc) hand out host paths; a guest symlink's text
+                            // is the guest's own and stays as it is.
+                            let g = ctx.tr.to_guest(&t)?;
+                            (g != t).then_some(g)
+                        })
+                };
+                if let Some(t) = text {
+                    let n = t.len().min(size as usize);
+                    let _ = mem::write(pid, buf, &t[..n]);
+                    out.set_ret(n as i64);
+                }
+            }
+        }
+        ExitAction::StatIds { buf, statx } => {
+            if ret == 0 {
+                if let Some((fu, fg)) = ctx.cfg.fake_id {
+                    let (uo, go) = if statx {
+                        (crate::arch::STATX_UID_OFFSET, crate::arch::STATX_GID_OFFSET)
+                    } else {
+                        (crate::arch::STAT_UID_OFFSET, crate::arch::STAT_GID_OFFSET)
+                    };
+                    let rd = |o: u64| {
+                        mem::read(pid, buf + o, 4)
+                            .ok()
+                            .map(|b| u32::from_ne_bytes(b.try_into().expect("4 bytes")))
+                    };
+                    if rd(uo) == Some(ctx.uid) {
+                        let _ = mem::write(pid, buf + uo, &fu.to_ne_bytes());
+                    }
+                    if rd(go) == Some(ctx.gid) {
+                        let _ = mem::write(pid, buf + go, &fg.to_ne_bytes());
+                    }
+                }
+            }
+        }
+        ExitAction::ResIds { ptrs, id } => {
+            if ret == 0 {
+                for p in ptrs {
+                    let _ = mem::write(pid, p, &id.to_ne_bytes());
+                }
+            }
+        }
+        ExitAction::Uname { buf } => {
+            if ret == 0 {
+                if let Some(rel) = &ctx.cfg.kernel_release {
+                    // struct utsname: 6 fields of 65 bytes; release is the third.
+                    let mut field = [0u8; 65];
+                    let b = rel.as_bytes();
+                    let n = b.len().min(64);
+                    field[..n].copy_from_slice(&b[..n]);
+                    let _ = mem::write(pid, buf + 65 * 2, &field);
+                }
+            }
+        }
+    }
+    setregs(pid, &out);
+}

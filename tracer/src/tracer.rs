@@ -1,0 +1,345 @@
+//! The event loop: one thread waits for every tracee (waitpid(-1, __WALL)) and answers each stop.
+//!
+//! Stops we see (ptrace(2)): seccomp stops (P1, syscall entry of a filtered call), syscall stops
+//! (P2 entries and exits, and P1 exits we asked for), fork/vfork/clone and exec events, group-stops
+//! (PTRACE_EVENT_STOP: answered with PTRACE_LISTEN so job control works) and signal-delivery
+//! stops (the signal is passed on unchanged). Linux >= 4.8 reports the seccomp stop after the
+//! syscall-enter stop would have been (we resume with PTRACE_CONT, so there is none); older
+//! kernels report it first and then a syscall-enter stop, which `skip_enter` absorbs.
+
+use crate::arch::Regs;
+use crate::path::{RealFs, Translator};
+use crate::sys;
+use crate::syscalls;
+use crate::{Config, Mode, TracerError};
+use nix::errno::Errno;
+use nix::sys::ptrace::{self, Event, Options};
+use nix::sys::signal::Signal;
+use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
+use nix::unistd::Pid;
+use std::collections::HashMap;
+use std::ffi::CString;
+use std::os::unix::ffi::OsStrExt;
+use std::sync::atomic::Ordering;
+
+/// What to do when the syscall that stopped returns.
+#[derive(Debug, Clone)]
+pub enum ExitAction {
+    /// Put the argument registers back (we pointed them at our copies of the paths).
+    Restore,
+    /// The call was skipped: make it return this.
+    Return(i64),
+    /// getcwd(2): the kernel wrote a host path; turn it into the guest's.
+    Getcwd { buf: u64, size: u64 },
+    /// readlink(at)(2) on a /proc magic link: host path to guest path.
+    Readlink {
+        buf: u64,
+        size: u64,
+        exe_of: Option<Pid>,
+    },
+    /// stat family with a fake id: report the user's files as owned by it.
+    StatIds { buf: u64, statx: bool },
+    /// getresuid/getresgid with a fake id.
+    ResIds { ptrs: [u64; 3], id: u32 },
+    /// uname with `-k`.
+    Uname { buf: u64 },
+    /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
+    Exec,
+}
+
+#[derive(Debug)]
+pub struct Saved {
+    pub orig: Regs,
+    pub action: ExitAction,
+}
+
+#[derive(Debug, Default)]
+pub struct Tracee {
+    pub in_syscall: bool,
+    pub skip_enter: bool,
+    pub saved: Option<Saved>,
+    /// Guest path of the program this process runs (what /proc/self/exe must say).
+    pub exe: Option<Vec<u8>>,
+    pub pending_exe: Option<Vec<u8>>,
+    /// The first child before its first execve (running the tracer's setup code).
+    pub preexec: bool,
+}
+
+pub struct Ctx<'a> {
+    pub cfg: &'a Config,
+    pub tr: Translator,
+    pub fs: RealFs,
+    pub uid: u32,
+    pub gid: u32,
+    pub p2: bool,
+    /// Whether a guest ld.so understands `--argv0` (glibc >= 2.33), by host path.
+    pub loader_argv0: HashMap<Vec<u8>, bool>,
+    pub tracees: HashMap<Pid, Tracee>,
+}
+
+impl Ctx<'_> {
+    pub fn debug(&self, m: impl FnOnce() -> String) {
+        if self.cfg.verbose >= 2 {
+            eprintln!("tracer: {}", m());
+        }
+    }
+}
+
+fn kernel_at_least(major: u32, minor: u32) -> bool {
+    let Ok(u) = nix::sys::utsname::uname() else {
+        return true;
+    };
+    let rel = u.release().to_string_lossy().into_owned();
+    let mut it = rel
+        .split(|c: char| !c.is_ascii_digit())
+        .filter(|s| !s.is_empty())
+        .map(|s| s.parse::<u32>().unwrap_or(0));
+    let (a, b) = (it.next().unwrap_or(0), it.next().unwrap_or(0));
+    (a, b) >= (major, minor)
+}
+
+fn cstring(v: &[u8]) -> Result<CString, TracerError> {
+    CString::new(v.to_vec()).map_err(|_| TracerError::Config("NUL byte in argument".into()))
+}
+
+pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
+    if argv.is_empty() {
+        return Err(TracerError::Config("no command".into()));
+    }
+    let root = std::fs::canonicalize(&cfg.root)
+        .map_err(|e| TracerError::Config(format!("root {}: {e}", cfg.root.display())))?;
+    if !root.is_dir() {
+        return Err(TracerError::Config(format!(
+            "root {} is not a directory",
+            root.display()
+        )));
+    }
+    let tr = Translator::new(root.as_os_str().as_bytes(), cfg.bindings.clone());
+    let fs = RealFs;
+    // The initial directory: a guest path, entered on the host side before exec.
+    let cwd_guest = if cfg.cwd.is_empty() {
+        b"/".to_vec()
+    } else {
+        crate::path::normalize(&cfg.cwd)
+    };
+    let (_, cwd_host) = tr
+        .resolve(&fs, &cwd_guest, true)
+        .map_err(|e| TracerError::Config(format!("working directory: {e}")))?;
+
+    let want_filter = cfg.mode != Mode::P2;
+    let filter = if want_filter {
+        match crate::seccomp::build(cfg.fake_id.is_some(), cfg.kernel_release.is_some()) {
+            Ok(f) => Some(f),
+            Err(e) if cfg.mode == Mode::Auto => {
+                if cfg.verbose >= 1 {
+                    eprintln!("tracer: no seccomp filter ({e}), every system call will stop (P2)");
+                }
+                None
+            }
+            Err(e) => return Err(TracerError::Start(format!("seccomp filter: {e}"))),
+        }
+    } else {
+        None
+    };
+    let p2 = filter.is_none();
+    let plan = sys::ChildPlan::new(
+        cstring(&argv[0])?,
+        argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+        envp.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
+        cstring(&cwd_host)?,
+        filter,
+    );
+    sys::install_forwarders();
+    let child = sys::spawn_stopped(&plan).map_err(|e| TracerError::Start(format!("fork: {e}")))?;
+    // Wait for the child's self-stop, then seize it.
+    match waitpid(child, Some(WaitPidFlag::WSTOPPED)) {
+        Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
+        other => return Err(TracerError::Start(format!("child did not stop: {other:?}"))),
+    }
+    let mut opts = Options::PTRACE_O_TRACESYSGOOD
+        | Options::PTRACE_O_TRACEFORK
+        | Options::PTRACE_O_TRACEVFORK
+        | Options::PTRACE_O_TRACECLONE
+        | Options::PTRACE_O_TRACEEXEC
+        | Options::PTRACE_O_EXITKILL;
+    if !p2 {
+        opts |= Options::PTRACE_O_TRACESECCOMP;
+    }
+    ptrace::seize(child, opts).map_err(|e| {
+        TracerError::Start(format!(
+            "ptrace: {e} (is ptrace forbidden here? try a F mode)"
+        ))
+    })?;
+    nix::sys::signal::kill(child, Signal::SIGCONT)
+        .map_err(|e| TracerError::Start(e.to_string()))?;
+
+    let mut ctx = Ctx {
+        cfg,
+        tr,
+        fs,
+        uid: nix::unistd::getuid().as_raw(),
+        gid: nix::unistd::getgid().as_raw(),
+        p2,
+        loader_argv0: HashMap::new(),
+        tracees: HashMap::new(),
+    };
+    ctx.tracees.insert(
+        child,
+        Tracee {
+            preexec: true,
+            ..Tracee::default()
+        },
+    );
+    let old_kernel = !kernel_at_least(4, 8);
+    let mut main_status: Option<i32> = None;
+
+    loop {
+        let pending = sys::PENDING_SIGNAL.swap(0, Ordering::SeqCst);
+        if pending != 0 {
+            if let Ok(sig) = Signal::try_from(pending) {
+                let _ = nix::sys::signal::kill(child, sig);
+            }
+        }
+        let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+            Ok(s) => s,
+            Err(Errno::EINTR) => continue,
+            Err(Errno::ECHILD) => break,
+            Err(e) => return Err(TracerError::Trace(format!("waitpid: {e}"))),
+        };
+        match status {
+            WaitStatus::Exited(pid, code) => {
+                ctx.tracees.remove(&pid);
+                if pid == child {
+                    main_status = Some(code);
+                    if cfg.kill_on_exit {
+                        kill_all(&ctx);
+                    }
+                }
+            }
+            WaitStatus::Signaled(pid, sig, _) => {
+                ctx.tracees.remove(&pid);
+                if pid == child {
+                    main_status = Some(128 + sig as i32);
+                    if cfg.kill_on_exit {
+                        kill_all(&ctx);
+                    }
+                }
+            }
+            WaitStatus::PtraceEvent(pid, _, ev) => handle_event(&mut ctx, pid, ev, old_kernel),
+            WaitStatus::PtraceSyscall(pid) => {
+                let t = ctx.tracees.entry(pid).or_default();
+                if t.skip_enter {
+                    // Pre-4.8 ordering: the enter stop that follows a seccomp stop.
+                    t.skip_enter = false;
+                    let _ = ptrace::syscall(pid, None);
+                    continue;
+                }
+                if t.in_syscall {
+                    t.in_syscall = false;
+                    syscalls::on_exit(&mut ctx, pid);
+                    resume(&ctx, pid, None);
+                } else {
+                    let want_exit = syscalls::on_enter(&mut ctx, pid);
+                    if let Some(t) = ctx.tracees.get_mut(&pid) {
+                        t.in_syscall = true;
+                    }
+                    let _ = want_exit;
+                    let _ = ptrace::syscall(pid, None);
+                }
+            }
+            WaitStatus::Stopped(pid, sig) => {
+                // Signal-delivery stop: pass the signal on.
+                ctx.tracees.entry(pid).or_default();
+                resume(&ctx, pid, Some(sig));
+            }
+            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+        }
+        if ctx.tracees.is_empty() {
+            break;
+        }
+    }
+    Ok(main_status.unwrap_or(0))
+}
+
+fn kill_all(ctx: &Ctx) {
+    for pid in ctx.tracees.keys() {
+        let _ = nix::sys::signal::kill(*pid, Signal::SIGKILL);
+    }
+}
+
+/// Resume a tracee after a stop that is not a syscall entry we want the exit of.
+pub fn resume(ctx: &Ctx, pid: Pid, sig: Option<Signal>) {
+    let _ = if ctx.p2 {
+        ptrace::syscall(pid, sig)
+    } else {
+        ptrace::cont(pid, sig)
+    };
+}
+
+fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
+    const SECCOMP: i32 = Event::PTRACE_EVENT_SECCOMP as i32;
+    const FORK: i32 = Event::PTRACE_EVENT_FORK as i32;
+    const VFORK: i32 = Event::PTRACE_EVENT_VFORK as i32;
+    const CLONE: i32 = Event::PTRACE_EVENT_CLONE as i32;
+    const EXEC: i32 = Event::PTRACE_EVENT_EXEC as i32;
+    const STOP: i32 = libc::PTRACE_EVENT_STOP;
+    match ev {
+        SECCOMP => {
+            ctx.tracees.entry(pid).or_default();
+            let want_exit = syscalls::on_enter(ctx, pid);
+            if want_exit {
+                if let Some(t) = ctx.tracees.get_mut(&pid) {
+                    t.in_syscall = true;
+                    t.skip_enter = old_kernel;
+                }
+                let _ = ptrace::syscall(pid, None);
+            } else {
+                let _ = ptrace::cont(pid, None);
+            }
+        }
+        FORK | VFORK | CLONE => {
+            if let Ok(new) = ptrace::getevent(pid) {
+                let new = Pid::from_raw(new as i32);
+                let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
+                // A child may already have reported its first stop; keep its state then.
+                let t = ctx.tracees.entry(new).or_default();
+                if t.exe.is_none() {
+                    t.exe = exe;
+                }
+            }
+            resume(ctx, pid, None);
+        }
+        EXEC => {
+            // The thread that called execve may not be the leader: GETEVENTMSG is its old tid.
+            let old = ptrace::getevent(pid)
+                .map(|o| Pid::from_raw(o as i32))
+                .unwrap_or(pid);
+            let mut t = ctx.tracees.remove(&old).unwrap_or_default();
+            if old != pid {
+                ctx.tracees.remove(&pid);
+            }
+            t.preexec = false;
+            if let Some(e) = t.pending_exe.take() {
+                t.exe = Some(e);
+            }
+            // execve never "returns" to the old image: the exit stop (if asked) still comes, and
+            // must not restore registers of the old program.
+            if let Some(s) = &mut t.saved {
+                s.action = ExitAction::Exec;
+            }
+            ctx.tracees.insert(pid, t);
+            resume(ctx, pid, None);
+        }
+        STOP => {
+            ctx.tracees.entry(pid).or_default();
+            // Group-stop (stopped by SIGSTOP/SIGTSTP…) or the first stop of a new child: in a
+            // group-stop PTRACE_GETSIGINFO fails with EINVAL (ptrace(2), "Group-stop").
+            if matches!(ptrace::getsiginfo(pid), Err(Errno::EINVAL)) {
+                let _ = sys::ptrace_listen(pid);
+            } else {
+                resume(ctx, pid, None);
+            }
+        }
+        _ => resume(ctx, pid, None),
+    }
+}

@@ -1,0 +1,174 @@
+//! `udocker proot …` (also reached when the binary is called `proot`): the tracer with PRoot's
+//! command line, so PRoot's test suite and its users' habits carry over.
+//! Options (PRoot 5 `--help`): -r/--rootfs, -b/-m/--bind/--mount HOST[:GUEST], -w/--pwd/--cwd,
+//! -0/--root-id, -i/--change-id UID:GID, -k/--kernel-release, --kill-on-exit, -v/--verbose,
+//! -R (rootfs with the recommended host bindings), -S (-R plus -0). PROOT_NO_SECCOMP=1 forces P2.
+
+use std::os::unix::ffi::OsStringExt;
+use std::path::{Path, PathBuf};
+
+fn usage() -> String {
+    "usage: proot [-r ROOT] [-b HOST[:GUEST]]... [-w CWD] [-0] [-i UID:GID] [-k RELEASE] [--kill-on-exit] [-v N] [COMMAND [ARGS...]]".into()
+}
+
+/// Bindings PRoot's -R adds (those that exist on the host).
+const RECOMMENDED: &[&str] = &[
+    "/etc/host.conf",
+    "/etc/hosts",
+    "/etc/nsswitch.conf",
+    "/etc/resolv.conf",
+    "/dev",
+    "/sys",
+    "/proc",
+    "/tmp",
+    "/run",
+];
+
+fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
+    let (h, g) = match spec.split_once(':') {
+        Some((h, g)) => (h, g),
+        None => (spec, spec),
+    };
+    let host = match std::fs::canonicalize(h) {
+        Ok(p) => p,
+        Err(_) => {
+            eprintln!("proot warning: can't sanitize binding \"{h}\": no such file or directory");
+            return Ok(None);
+        }
+    };
+    if !g.starts_with('/') {
+        return Err(format!("binding {spec}: the guest path must be absolute"));
+    }
+    Ok(Some(tracer::Binding {
+        host: host.into_os_string().into_vec(),
+        guest: g.as_bytes().to_vec(),
+    }))
+}
+
+pub fn main(args: &[String]) -> u8 {
+    match run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("proot error: {e}");
+            1
+        }
+    }
+}
+
+fn run(args: &[String]) -> Result<u8, String> {
+    let mut root: Option<PathBuf> = None;
+    let mut binds: Vec<tracer::Binding> = Vec::new();
+    let mut cwd: Option<String> = None;
+    let mut fake: Option<(u32, u32)> = None;
+    let mut kernel: Option<String> = None;
+    let mut kill_on_exit = false;
+    let mut verbose = 0u8;
+    let mut recommended = false;
+    let mut i = 0;
+    let value = |i: &mut usize, a: &str| -> Result<String, String> {
+        if let Some((_, v)) = a.split_once('=').filter(|_| a.starts_with("--")) {
+            return Ok(v.to_string());
+        }
+        *i += 1;
+        args.get(*i)
+            .cloned()
+            .ok_or_else(|| format!("option {a} needs a value\n{}", usage()))
+    };
+    while i < args.len() {
+        let a = args[i].as_str();
+        if !a.starts_with('-') || a == "-" {
+            break;
+        }
+        let name = a.split('=').next().unwrap_or(a);
+        match name {
+            "--" => {
+                i += 1;
+                break;
+            }
+            "-r" | "--rootfs" => root = Some(PathBuf::from(value(&mut i, a)?)),
+            "-R" | "-S" => {
+                root = Some(PathBuf::from(value(&mut i, a)?));
+                recommended = true;
+                if name == "-S" {
+                    fake = Some((0, 0));
+                }
+            }
+            "-b" | "-m" | "--bind" | "--mount" => {
+                if let Some(b) = binding(&value(&mut i, a)?)? {
+                    binds.push(b);
+                }
+            }
+            "-w" | "--pwd" | "--cwd" => cwd = Some(value(&mut i, a)?),
+            "-0" | "--root-id" => fake = Some((0, 0)),
+            "-i" | "--change-id" => {
+                let v = value(&mut i, a)?;
+                let (u, g) = v
+                    .split_once(':')
+                    .ok_or_else(|| format!("-i needs UID:GID, got {v}"))?;
+                fake = Some((
+                    u.parse().map_err(|_| format!("bad uid {u}"))?,
+                    g.parse().map_err(|_| format!("bad gid {g}"))?,
+                ));
+            }
+            "-k" | "--kernel-release" => kernel = Some(value(&mut i, a)?),
+            "--kill-on-exit" => kill_on_exit = true,
+            "-v" | "--verbose" => {
+                verbose = value(&mut i, a)?
+                    .parse()
+                    .map_err(|_| "bad verbose level".to_string())?
+            }
+            "-h" | "--help" => {
+                println!("{}", usage());
+                return Ok(0);
+            }
+            "-V" | "--version" => {
+                println!(
+                    "udocker-rs tracer {} (PRoot-compatible command line)",
+                    env!("CARGO_PKG_VERSION")
+                );
+                return Ok(0);
+            }
+            "-q" | "--qemu" => return Err("-q (qemu) is not supported".into()),
+            _ => return Err(format!("unknown option {a}\n{}", usage())),
+        }
+        i += 1;
+    }
+    if recommended {
+        for r in RECOMMENDED {
+            if Path::new(r).exists() {
+                if let Some(b) = binding(r)? {
+                    binds.push(b);
+                }
+            }
+        }
+    }
+    let mut argv: Vec<Vec<u8>> = args[i..].iter().map(|a| a.as_bytes().to_vec()).collect();
+    if argv.is_empty() {
+        argv.push(b"/bin/sh".to_vec());
+    }
+    let envp: Vec<Vec<u8>> = std::env::vars_os()
+        .map(|(k, v)| {
+            let mut e = k.into_vec();
+            e.push(b'=');
+            e.extend(v.into_vec());
+            e
+        })
+        .collect();
+    let mode = if std::env::var_os("PROOT_NO_SECCOMP").is_some_and(|v| !v.is_empty() && v != "0") {
+        tracer::Mode::P2
+    } else {
+        tracer::Mode::Auto
+    };
+    let cfg = tracer::Config {
+        root: root.unwrap_or_else(|| PathBuf::from("/")),
+        bindings: binds,
+        cwd: cwd.unwrap_or_else(|| "/".into()).into_bytes(),
+        fake_id: fake,
+        kernel_release: kernel,
+        kill_on_exit,
+        mode,
+        verbose,
+    };
+    let code = tracer::run(&cfg, &argv, &envp).map_err(|e| e.to_string())?;
+    Ok(code.clamp(0, 255) as u8)
+}
