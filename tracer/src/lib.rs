@@ -46,6 +46,11 @@ pub struct Config {
     /// `--kill-on-exit`: kill the remaining guest processes when the first one exits.
     pub kill_on_exit: bool,
     pub mode: Mode,
+    /// Keep the tracer and the guest on one CPU while the guest runs at most two tasks at a
+    /// time (a shell and its child): every stop is then a same-CPU switch instead of two
+    /// cross-CPU wake-ups, which on virtual machines costs several times the stop itself.
+    /// Released for good as soon as the guest runs more tasks at once (parallel work).
+    pub pin_cpu: bool,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
 }

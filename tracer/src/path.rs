@@ -17,6 +17,8 @@ pub const MAX_SYMLINKS: usize = 40;
 pub struct Binding {
     pub host: Vec<u8>,
     pub guest: Vec<u8>,
+    /// `-v HOST:GUEST:ro`: calls that would change anything below it fail with EROFS.
+    pub readonly: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -99,6 +101,12 @@ pub struct Translator {
     root: Vec<u8>,
     /// Sorted by guest path length, longest first.
     bindings: Vec<Binding>,
+    /// Canonical guest paths known to be real directories (not symlinks). Resolving a path
+    /// then costs one lookup per component instead of one lstat(2). Cleared whenever the guest
+    /// changes the namespace (rename, unlink, rmdir, symlink, mount: see `invalidate`), the only
+    /// way a directory can turn into something else behind our back — short of another host
+    /// process editing the rootfs while the guest runs, which upstream does not support either.
+    dirs: std::cell::RefCell<std::collections::HashSet<Vec<u8>>>,
 }
 
 impl Translator {
@@ -109,7 +117,16 @@ impl Translator {
             b.guest = normalize(&b.guest);
         }
         bindings.sort_by_key(|b| std::cmp::Reverse(b.guest.len()));
-        Translator { root, bindings }
+        Translator {
+            root,
+            bindings,
+            dirs: Default::default(),
+        }
+    }
+
+    /// Forget every cached directory (after a namespace change by the guest).
+    pub fn invalidate(&self) {
+        self.dirs.borrow_mut().clear();
     }
 
     pub fn root(&self) -> &[u8] {
@@ -177,9 +194,20 @@ impl Translator {
             if is_last && !follow && !trailing_slash {
                 break;
             }
-            let host = self.map(&join(&out));
+            let guest_now = join(&out);
+            if self.dirs.borrow().contains(&guest_now) {
+                continue;
+            }
+            let host = self.map(&guest_now);
             match fs.kind(&host) {
                 None => missing = true,
+                Some(Kind::Dir) => {
+                    let mut d = self.dirs.borrow_mut();
+                    if d.len() > 100_000 {
+                        d.clear();
+                    }
+                    d.insert(guest_now);
+                }
                 Some(Kind::Symlink) => {
                     hops += 1;
                     if hops > MAX_SYMLINKS {
@@ -206,6 +234,26 @@ impl Translator {
             return Err(Errno::ENAMETOOLONG);
         }
         Ok((g, h))
+    }
+
+    /// Is this canonical guest path inside a read-only binding (the innermost binding decides)?
+    pub fn is_readonly(&self, guest: &[u8]) -> bool {
+        self.bindings
+            .iter()
+            .find(|b| strip_prefix(guest, &b.guest).is_some())
+            .is_some_and(|b| b.readonly)
+    }
+
+    pub fn has_readonly(&self) -> bool {
+        self.bindings.iter().any(|b| b.readonly)
+    }
+
+    /// Does going from guest directory `base` down to `full` enter a binding that `base` is not
+    /// already in? Then the kernel, resolving relative to the host side of `base`, would miss it.
+    pub fn enters_binding(&self, base: &[u8], full: &[u8]) -> bool {
+        self.bindings.iter().any(|b| {
+            strip_prefix(full, &b.guest).is_some() && strip_prefix(base, &b.guest).is_none()
+        })
     }
 
     /// Map a host path back into the guest: the longest matching host prefix among the root and
@@ -284,14 +332,17 @@ mod tests {
                 Binding {
                     host: b"/hostproc".to_vec(),
                     guest: b"/proc".to_vec(),
+                    readonly: false,
                 },
                 Binding {
                     host: b"/data/in".to_vec(),
                     guest: b"/mnt/deep/x".to_vec(),
+                    readonly: true,
                 },
                 Binding {
                     host: b"/etc/resolv.conf".to_vec(),
                     guest: b"/etc/resolv.conf".to_vec(),
+                    readonly: false,
                 },
             ],
         )
@@ -373,6 +424,17 @@ mod tests {
     }
 
     #[test]
+    fn readonly_bindings() {
+        let t = tr();
+        assert!(t.is_readonly(b"/mnt/deep/x/f") && t.is_readonly(b"/mnt/deep/x"));
+        assert!(
+            !t.is_readonly(b"/mnt/deep")
+                && !t.is_readonly(b"/etc/resolv.conf")
+                && !t.is_readonly(b"/usr")
+        );
+    }
+
+    #[test]
     fn back_to_guest() {
         let t = tr();
         assert_eq!(s(&t.to_guest(b"/r/usr/lib").unwrap()), "/usr/lib");
@@ -389,6 +451,7 @@ mod tests {
             vec![Binding {
                 host: b"/tmp".to_vec(),
                 guest: b"/tmp".to_vec(),
+                readonly: false,
             }],
         );
         assert_eq!(
@@ -406,6 +469,7 @@ mod tests {
             vec![Binding {
                 host: b"/".to_vec(),
                 guest: b"/host".to_vec(),
+                readonly: false,
             }],
         );
         assert_eq!(s(&t.map(b"/host/etc")), "/etc");

@@ -5,6 +5,7 @@
 use crate::arch::{nr, Regs};
 use crate::exec;
 use crate::mem::{self, Scratch, PATH_MAX};
+use crate::path::FsView;
 use crate::tracer::{Ctx, ExitAction, Saved};
 use nix::errno::Errno;
 use nix::sys::ptrace;
@@ -186,6 +187,65 @@ fn setregs(pid: Pid, r: &Regs) {
     let _ = ptrace::setregs(pid, r.0);
 }
 
+/// Would the kernel, resolving `rel` from the host side of the base directory, reach the same
+/// file as the guest's resolution? True when no component is `..`, no binding is entered, and no
+/// symlink is crossed (the last component only when followed). Then the call runs untouched: no
+/// register rewrite and no exit stop, which is what keeps `find`, `ls -l`, `rm -r` fast (they
+/// work with dirfd-relative single names).
+fn native_is_same(
+    ctx: &Ctx,
+    host_base: &[u8],
+    guest_base: &[u8],
+    rel: &[u8],
+    follow: bool,
+) -> bool {
+    let comps: Vec<&[u8]> = rel
+        .split(|b| *b == b'/')
+        .filter(|c| !c.is_empty() && *c != b".")
+        .collect();
+    if comps.is_empty() || comps.iter().any(|c| *c == b"..") {
+        return false;
+    }
+    let mut full = guest_base.to_vec();
+    for c in &comps {
+        if full != b"/" {
+            full.push(b'/');
+        }
+        full.extend_from_slice(c);
+    }
+    if ctx.tr.enters_binding(guest_base, &full) {
+        return false;
+    }
+    let mut host = host_base.to_vec();
+    for (i, c) in comps.iter().enumerate() {
+        host.push(b'/');
+        host.extend_from_slice(c);
+        let last = i + 1 == comps.len();
+        if last && !follow {
+            break;
+        }
+        match ctx.fs.kind(&host) {
+            Some(crate::path::Kind::Symlink) => return false,
+            None => break, // missing: the kernel fails or creates the same way
+            Some(_) => {}
+        }
+    }
+    true
+}
+
+/// Host and guest paths of the directory a relative path is relative to.
+fn base_dirs(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<(Vec<u8>, Vec<u8>)> {
+    use std::os::unix::ffi::OsStringExt;
+    let link = if dirfd == AT_FDCWD {
+        format!("/proc/{pid}/cwd")
+    } else {
+        format!("/proc/{pid}/fd/{dirfd}")
+    };
+    let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
+    let guest = ctx.tr.to_guest(&host)?;
+    Some((host, guest))
+}
+
 /// The guest directory a relative path is relative to: the cwd, or the directory `dirfd` is
 /// open on. Read from /proc (always current, whatever threads did) and mapped back to the guest.
 fn base_dir(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<Vec<u8>> {
@@ -223,6 +283,7 @@ fn resolve_arg(
     pid: Pid,
     r: &Regs,
     a: &PathArg,
+    allow_native: bool,
 ) -> Result<Option<crate::path::Resolved>, Errno> {
     let ptr = r.arg(a.path);
     if ptr == 0 {
@@ -247,9 +308,12 @@ fn resolve_arg(
         raw
     } else {
         let dirfd = a.dirfd.map(|i| r.arg(i) as i32 as i64).unwrap_or(AT_FDCWD);
-        let Some(mut base) = base_dir(ctx, pid, dirfd) else {
+        let Some((host_base, mut base)) = base_dirs(ctx, pid, dirfd) else {
             return Ok(None);
         };
+        if allow_native && native_is_same(ctx, &host_base, &base, &raw, follow) {
+            return Ok(None);
+        }
         if base != b"/" {
             base.push(b'/');
         }
@@ -302,6 +366,21 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     // (chdir to the host directory, seccomp setup): only its execve is the guest's.
     if ctx.tracees.get(&pid).is_some_and(|t| t.preexec) && n != nr::EXECVE {
         return false;
+    }
+    if matches!(
+        n,
+        nr::RENAME
+            | nr::RENAMEAT
+            | nr::RENAMEAT2
+            | nr::UNLINK
+            | nr::UNLINKAT
+            | nr::RMDIR
+            | nr::SYMLINK
+            | nr::SYMLINKAT
+            | nr::MOUNT
+            | nr::UMOUNT2
+    ) {
+        ctx.tr.invalidate();
     }
     let fake = ctx.cfg.fake_id;
     let mut action = ExitAction::Restore;
@@ -357,7 +436,7 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT => {
                 // Succeed without effect, but only on a path that exists (as root would).
                 if let Some(specs) = spec(n) {
-                    match resolve_arg(ctx, pid, &r, &specs[0]) {
+                    match resolve_arg(ctx, pid, &r, &specs[0], false) {
                         Ok(Some((_, h))) => {
                             let exists =
                                 nix::sys::stat::lstat(std::ffi::OsStr::from_bytes(&h)).is_ok();
@@ -401,12 +480,20 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             exe_of: None,
         };
     }
+    let mutating = is_mutating(n, &r);
     let mut scratch = Scratch::below(r.sp());
     let mut changed = false;
-    for a in specs {
-        match resolve_arg(ctx, pid, &r, a) {
+    for (i, a) in specs.iter().enumerate() {
+        // rename/link: only the second path is created; the first is read (link) or removed (rename).
+        let writes_here = mutating && !(matches!(n, nr::LINK | nr::LINKAT) && i == 0);
+        let allow_native = !matches!(n, nr::READLINK | nr::READLINKAT | nr::CHDIR)
+            && !(writes_here && ctx.tr.has_readonly());
+        match resolve_arg(ctx, pid, &r, a, allow_native) {
             Ok(None) => {}
             Ok(Some((g, h))) => {
+                if writes_here && ctx.tr.is_readonly(&g) {
+                    return skip(ctx, r, -(libc::EROFS as i64));
+                }
                 if let ExitAction::Readlink { exe_of, .. } = &mut action {
                     if let Some((who, tail)) = proc_pid_of(&g, pid) {
                         if tail == b"/exe" {
@@ -435,6 +522,53 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     }
     ctx.debug(|| format!("{pid} enter {n} changed={changed}"));
     need_exit
+}
+
+/// Would this call change the file system at its path arguments? (For read-only bindings.)
+fn is_mutating(n: i64, r: &Regs) -> bool {
+    let open_writes = |flags: u64| {
+        let f = flags as i32;
+        f & libc::O_ACCMODE != libc::O_RDONLY || f & (libc::O_CREAT | libc::O_TRUNC) != 0
+    };
+    match n {
+        nr::OPEN => open_writes(r.arg(1)),
+        nr::OPENAT => open_writes(r.arg(2)),
+        nr::ACCESS | nr::FACCESSAT | nr::FACCESSAT2 => {
+            let mode = if n == nr::ACCESS { r.arg(1) } else { r.arg(2) };
+            mode & libc::W_OK as u64 != 0
+        }
+        nr::CREAT
+        | nr::TRUNCATE
+        | nr::RENAME
+        | nr::MKDIR
+        | nr::RMDIR
+        | nr::LINK
+        | nr::UNLINK
+        | nr::SYMLINK
+        | nr::CHMOD
+        | nr::CHOWN
+        | nr::LCHOWN
+        | nr::UTIME
+        | nr::UTIMES
+        | nr::MKNOD
+        | nr::SETXATTR
+        | nr::LSETXATTR
+        | nr::REMOVEXATTR
+        | nr::LREMOVEXATTR
+        | nr::MKDIRAT
+        | nr::MKNODAT
+        | nr::FCHOWNAT
+        | nr::FUTIMESAT
+        | nr::UNLINKAT
+        | nr::RENAMEAT
+        | nr::LINKAT
+        | nr::SYMLINKAT
+        | nr::FCHMODAT
+        | nr::UTIMENSAT
+        | nr::RENAMEAT2
+        | nr::FCHMODAT2 => true,
+        _ => false,
+    }
 }
 
 fn save(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) {

@@ -149,6 +149,23 @@ pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, Trac
         cstring(&cwd_host)?,
         filter,
     );
+    // Pinning (see Config::pin_cpu): set before fork so the child inherits it.
+    let original_mask = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
+    let mut pinned = false;
+    if cfg.pin_cpu {
+        if let (Some(mask), Ok(cpu)) = (&original_mask, nix::sched::sched_getcpu()) {
+            let count = (0..nix::sched::CpuSet::count())
+                .filter(|c| mask.is_set(*c).unwrap_or(false))
+                .count();
+            let mut one = nix::sched::CpuSet::new();
+            if count > 1
+                && one.set(cpu).is_ok()
+                && nix::sched::sched_setaffinity(Pid::from_raw(0), &one).is_ok()
+            {
+                pinned = true;
+            }
+        }
+    }
     sys::install_forwarders();
     let child = sys::spawn_stopped(&plan).map_err(|e| TracerError::Start(format!("fork: {e}")))?;
     // Wait for the child's self-stop, then seize it.
@@ -256,6 +273,17 @@ pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, Trac
         }
         if ctx.tracees.is_empty() {
             break;
+        }
+        if pinned && ctx.tracees.len() > 2 {
+            // Parallel work: give every task (and ourselves) the whole original set again.
+            pinned = false;
+            if let Some(mask) = &original_mask {
+                let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), mask);
+                for pid in ctx.tracees.keys() {
+                    let _ = nix::sched::sched_setaffinity(*pid, mask);
+                }
+            }
+            ctx.debug(|| "more than two guest tasks: CPU pinning released".into());
         }
     }
     Ok(main_status.unwrap_or(0))

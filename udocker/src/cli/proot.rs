@@ -42,6 +42,7 @@ fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
     Ok(Some(tracer::Binding {
         host: host.into_os_string().into_vec(),
         guest: g.as_bytes().to_vec(),
+        readonly: false,
     }))
 }
 
@@ -167,6 +168,7 @@ fn run(args: &[String]) -> Result<u8, String> {
         kernel_release: kernel,
         kill_on_exit,
         mode,
+        pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         verbose,
     };
     let code = tracer::run(&cfg, &argv, &envp).map_err(|e| e.to_string())?;
