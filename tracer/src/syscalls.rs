@@ -486,8 +486,9 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     for (i, a) in specs.iter().enumerate() {
         // rename/link: only the second path is created; the first is read (link) or removed (rename).
         let writes_here = mutating && !(matches!(n, nr::LINK | nr::LINKAT) && i == 0);
-        let allow_native = !matches!(n, nr::READLINK | nr::READLINKAT | nr::CHDIR)
-            && !(writes_here && ctx.tr.has_readonly());
+        let needs_full = matches!(n, nr::READLINK | nr::READLINKAT | nr::CHDIR)
+            || (writes_here && ctx.tr.has_readonly());
+        let allow_native = !needs_full;
         match resolve_arg(ctx, pid, &r, a, allow_native) {
             Ok(None) => {}
             Ok(Some((g, h))) => {
