@@ -7,6 +7,7 @@
 //! working directory and a command. `udocker` is the only crate that prints or exits.
 
 mod arch;
+mod emulate;
 mod exec;
 mod mem;
 pub mod path;

@@ -143,3 +143,84 @@ pub fn install_forwarders() {
         }
     }
 }
+
+/// The bytes of a plain C struct (`libc::stat`, `libc::statx`), to copy into the tracee.
+pub fn struct_bytes<T: Copy>(v: &T) -> &[u8] {
+    // SAFETY: T is a Copy, repr(C) kernel struct without references; reading its size_of bytes
+    // through a u8 slice of the same lifetime is always valid (padding bytes are initialised
+    // because the value came from a zeroed buffer filled by the kernel).
+    unsafe { std::slice::from_raw_parts(v as *const T as *const u8, std::mem::size_of::<T>()) }
+}
+
+fn ret(r: libc::c_long) -> i64 {
+    if r < 0 {
+        -(Errno::last() as i64)
+    } else {
+        r as i64
+    }
+}
+
+/// statx(2) on a host path (AT_FDCWD), into a zeroed buffer.
+pub fn statx(path: &std::ffi::CStr, flags: i32, mask: u32) -> (i64, libc::statx) {
+    // SAFETY: all-zero bytes are a valid libc::statx (plain integers).
+    let mut buf: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: path is a valid NUL-terminated string and buf a valid, writable statx struct.
+    let r = unsafe { libc::statx(libc::AT_FDCWD, path.as_ptr(), flags, mask, &mut buf) };
+    (ret(r as libc::c_long), buf)
+}
+
+/// newfstatat(2) on a host path, into a zeroed buffer.
+pub fn fstatat(path: &std::ffi::CStr, flags: i32) -> (i64, libc::stat) {
+    // SAFETY: all-zero bytes are a valid libc::stat.
+    let mut buf: libc::stat = unsafe { std::mem::zeroed() };
+    // SAFETY: valid string and writable struct.
+    let r = unsafe { libc::fstatat(libc::AT_FDCWD, path.as_ptr(), &mut buf, flags) };
+    (ret(r as libc::c_long), buf)
+}
+
+/// faccessat2(2) (falls back to faccessat when the kernel lacks it and no flags are given).
+pub fn faccessat(path: &std::ffi::CStr, mode: i32, flags: i32) -> i64 {
+    // SAFETY: plain syscall with a valid string pointer.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_faccessat2,
+            libc::AT_FDCWD,
+            path.as_ptr(),
+            mode,
+            flags,
+        )
+    };
+    if r < 0 && Errno::last() == Errno::ENOSYS && flags == 0 {
+        // SAFETY: as above.
+        return ret(unsafe {
+            libc::syscall(libc::SYS_faccessat, libc::AT_FDCWD, path.as_ptr(), mode)
+        });
+    }
+    ret(r)
+}
+
+/// getxattr/lgetxattr (follow chooses) into `buf` (empty buf: size query).
+pub fn getxattr(path: &std::ffi::CStr, name: &std::ffi::CStr, buf: &mut [u8], follow: bool) -> i64 {
+    let (p, n) = (buf.as_mut_ptr() as *mut libc::c_void, buf.len());
+    // SAFETY: valid strings; buf is writable for n bytes (n may be 0 with a dangling but unused pointer).
+    ret(unsafe {
+        if follow {
+            libc::getxattr(path.as_ptr(), name.as_ptr(), p, n)
+        } else {
+            libc::lgetxattr(path.as_ptr(), name.as_ptr(), p, n)
+        }
+    } as libc::c_long)
+}
+
+/// listxattr/llistxattr into `buf`.
+pub fn listxattr(path: &std::ffi::CStr, buf: &mut [u8], follow: bool) -> i64 {
+    let (p, n) = (buf.as_mut_ptr() as *mut libc::c_char, buf.len());
+    // SAFETY: valid string; buf writable for n bytes.
+    ret(unsafe {
+        if follow {
+            libc::listxattr(path.as_ptr(), p, n)
+        } else {
+            libc::llistxattr(path.as_ptr(), p, n)
+        }
+    } as libc::c_long)
+}

@@ -495,6 +495,22 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                 if writes_here && ctx.tr.is_readonly(&g) {
                     return skip(ctx, r, -(libc::EROFS as i64));
                 }
+                if specs.len() == 1 && crate::emulate::is_emulated(n) {
+                    let v = crate::emulate::run(ctx, pid, &r, n, &g, &h);
+                    ctx.debug(|| format!("{pid} emulated {n} -> {v}"));
+                    r.set_nr(-1);
+                    r.set_ret(v);
+                    setregs(pid, &r);
+                    if ctx.p2 {
+                        // P2 still gets the exit stop: keep the answer there too.
+                        save(ctx, pid, orig, ExitAction::Return(v));
+                        return true;
+                    }
+                    if let Some(t) = ctx.tracees.get_mut(&pid) {
+                        t.saved = None;
+                    }
+                    return false;
+                }
                 if let ExitAction::Readlink { exe_of, .. } = &mut action {
                     if let Some((who, tail)) = proc_pid_of(&g, pid) {
                         if tail == b"/exe" {
@@ -523,6 +539,25 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     }
     ctx.debug(|| format!("{pid} enter {n} changed={changed}"));
     need_exit
+}
+
+/// The text readlink returns to the guest: /proc magic links name host paths, turned into
+/// guest paths; `/proc/PID/exe` of a guest process names the program it runs (not the loader
+/// that runs it); a guest symlink's own text is the guest's and stays as it is.
+pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<u8> {
+    if let Some((who, tail)) = proc_pid_of(guest, pid) {
+        if tail == b"/exe" {
+            if let Some(e) = ctx.tracees.get(&who).and_then(|t| t.exe.clone()) {
+                return e;
+            }
+        }
+        if text.first() == Some(&b'/') {
+            if let Some(g) = ctx.tr.to_guest(&text) {
+                return g;
+            }
+        }
+    }
+    text
 }
 
 /// Would this call change the file system at its path arguments? (For read-only bindings.)
