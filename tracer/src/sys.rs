@@ -156,7 +156,7 @@ fn ret(r: libc::c_long) -> i64 {
     if r < 0 {
         -(Errno::last() as i64)
     } else {
-        r as i64
+        r
     }
 }
 
