@@ -11,7 +11,6 @@ pub mod nr {
     pub const ACCESS: i64 = 21;
     pub const CONNECT: i64 = 42;
     pub const SENDTO: i64 = 44;
-    pub const SENDMSG: i64 = 46;
     pub const BIND: i64 = 49;
     pub const GETSOCKNAME: i64 = 51;
     pub const GETPEERNAME: i64 = 52;

@@ -76,8 +76,6 @@ pub const PATH_CALLS: &[i64] = &[
     nr::FCHMODAT2,
     nr::BIND,
     nr::CONNECT,
-    nr::SENDTO,
-    nr::SENDMSG,
     nr::GETSOCKNAME,
     nr::GETPEERNAME,
 ];
@@ -117,6 +115,20 @@ pub fn build(fake_ids: bool, fake_uname: bool) -> Result<Vec<libc::sock_filter>,
     for c in calls {
         rules.insert(c, Vec::new());
     }
+    // sendto(2) names a destination only in datagram use (dest_addr != NULL): trace just those,
+    // so ordinary socket writes never stop. (sendmsg's address is inside a struct BPF cannot
+    // read: not traced; AF_UNIX datagrams sent with sendmsg to a path are not translated.)
+    let cond = seccompiler::SeccompCondition::new(
+        4,
+        seccompiler::SeccompCmpArgLen::Qword,
+        seccompiler::SeccompCmpOp::Ne,
+        0,
+    )
+    .map_err(|e| e.to_string())?;
+    rules.insert(
+        nr::SENDTO,
+        vec![seccompiler::SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?],
+    );
     let arch = TargetArch::try_from(std::env::consts::ARCH).map_err(|e| e.to_string())?;
     let filter = SeccompFilter::new(rules, SeccompAction::Allow, SeccompAction::Trace(0), arch)
         .map_err(|e| e.to_string())?;

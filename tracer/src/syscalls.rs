@@ -387,6 +387,17 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     match n {
         nr::EXECVE | nr::EXECVEAT => return enter_exec(ctx, pid, r),
         nr::IO_URING_SETUP => return skip(ctx, r, -(libc::ENOSYS as i64)),
+        nr::CHROOT => {
+            // chroot(2) to the guest's own root is a no-op every program may do (dpkg, apt
+            // maintainer scripts); anything else needs privileges the guest does not have.
+            let v = match resolve_arg(ctx, pid, &r, &p(0, Follow::Yes), false) {
+                Ok(Some((g, _))) if g == b"/" => 0,
+                Ok(Some(_)) => -(libc::EPERM as i64),
+                Ok(None) => -(libc::ENOENT as i64),
+                Err(e) => -(e as i64),
+            };
+            return skip(ctx, r, v);
+        }
         nr::GETCWD => {
             save(
                 ctx,
@@ -616,14 +627,27 @@ fn save(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) {
 /// Calls traced for reasons other than a path argument (AF_UNIX socket addresses, …).
 fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction) -> bool {
     let n = r.nr();
-    if matches!(n, nr::BIND | nr::CONNECT) {
+    if matches!(n, nr::GETSOCKNAME | nr::GETPEERNAME) {
+        save(
+            ctx,
+            pid,
+            orig,
+            ExitAction::SockName {
+                addr: r.arg(1),
+                lenp: r.arg(2),
+            },
+        );
+        return true;
+    }
+    if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO) {
         let mut r = r;
-        let (addr, len) = (r.arg(1), r.arg(2) as usize);
+        let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
+        let (addr, len) = (r.arg(ai), r.arg(li) as usize);
         if let Some(new) = translate_sockaddr(ctx, pid, addr, len) {
             let mut scratch = Scratch::below(r.sp());
             if let Ok(a) = scratch.push(pid, &new) {
-                r.set_arg(1, a);
-                r.set_arg(2, new.len() as u64);
+                r.set_arg(ai, a);
+                r.set_arg(li, new.len() as u64);
                 setregs(pid, &r);
                 save(ctx, pid, orig, action);
                 return true;
@@ -855,6 +879,30 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                     }
                     if rd(go) == Some(ctx.gid) {
                         let _ = mem::write(pid, buf + go, &fg.to_ne_bytes());
+                    }
+                }
+            }
+        }
+        ExitAction::SockName { addr, lenp } => {
+            // An AF_UNIX name is a host path: give the guest its own path back.
+            if ret == 0 && addr != 0 && lenp != 0 {
+                if let Ok(lb) = mem::read(pid, lenp, 4) {
+                    let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
+                    if let Ok(raw) = mem::read(pid, addr, len.min(110)) {
+                        if raw.len() > 2
+                            && u16::from_ne_bytes([raw[0], raw[1]]) == libc::AF_UNIX as u16
+                            && raw[2] != 0
+                        {
+                            let host: Vec<u8> =
+                                raw[2..].iter().copied().take_while(|b| *b != 0).collect();
+                            if let Some(g) = ctx.tr.to_guest(&host) {
+                                let mut out = raw[..2].to_vec();
+                                out.extend_from_slice(&g);
+                                out.push(0);
+                                let _ = mem::write(pid, addr, &out[..out.len().min(len)]);
+                                let _ = mem::write(pid, lenp, &(out.len() as u32).to_ne_bytes());
+                            }
+                        }
                     }
                 }
             }

@@ -41,6 +41,8 @@ pub enum ExitAction {
     StatIds { buf: u64, statx: bool },
     /// getresuid/getresgid with a fake id.
     ResIds { ptrs: [u64; 3], id: u32 },
+    /// getsockname/getpeername: AF_UNIX host path back to the guest's.
+    SockName { addr: u64, lenp: u64 },
     /// uname with `-k`.
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
