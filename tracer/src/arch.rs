@@ -29,6 +29,7 @@ pub mod nr {
     pub const READLINK: i64 = 89;
     pub const CHMOD: i64 = 90;
     pub const CHOWN: i64 = 92;
+    pub const FCHMOD: i64 = 91;
     pub const FCHOWN: i64 = 93;
     pub const LCHOWN: i64 = 94;
     pub const GETUID: i64 = 102;
@@ -46,6 +47,7 @@ pub mod nr {
     pub const GETRESGID: i64 = 120;
     pub const SETFSUID: i64 = 122;
     pub const SETFSGID: i64 = 123;
+    pub const PRCTL: i64 = 157;
     pub const UTIME: i64 = 132;
     pub const MKNOD: i64 = 133;
     pub const USELIB: i64 = 134;
@@ -58,12 +60,14 @@ pub mod nr {
     pub const ACCT: i64 = 163;
     pub const SETXATTR: i64 = 188;
     pub const LSETXATTR: i64 = 189;
+    pub const FSETXATTR: i64 = 190;
     pub const GETXATTR: i64 = 191;
     pub const LGETXATTR: i64 = 192;
     pub const LISTXATTR: i64 = 194;
     pub const LLISTXATTR: i64 = 195;
     pub const REMOVEXATTR: i64 = 197;
     pub const LREMOVEXATTR: i64 = 198;
+    pub const FREMOVEXATTR: i64 = 199;
     pub const UTIMES: i64 = 235;
     pub const INOTIFY_ADD_WATCH: i64 = 254;
     pub const OPENAT: i64 = 257;
@@ -156,6 +160,12 @@ impl Regs {
 
     pub fn sp(&self) -> u64 {
         self.0.rsp
+    }
+
+    /// Make the task execute the same system call again when resumed from its exit stop.
+    pub fn restart_syscall(&mut self) {
+        self.0.rax = self.0.orig_rax;
+        self.0.rip -= 2;
     }
 }
 

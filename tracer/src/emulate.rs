@@ -110,6 +110,19 @@ pub fn run(ctx: &Ctx, pid: Pid, r: &Regs, n: i64, guest: &[u8], host: &[u8]) -> 
             if size <= 0 {
                 return err(nix::errno::Errno::EINVAL);
             }
+            // The bare magic links themselves: the tracee's pid, not ours.
+            if guest == b"/proc/self" || guest == b"/proc/thread-self" {
+                let t = if guest == b"/proc/self" {
+                    format!("{pid}")
+                } else {
+                    format!("{pid}/task/{pid}")
+                };
+                let k = t.len().min(size as usize);
+                if let Err(e) = put(buf, &t.as_bytes()[..k]) {
+                    return e;
+                }
+                return k as i64;
+            }
             let text = match nix::fcntl::readlink(hp.as_c_str()) {
                 Ok(t) => std::os::unix::ffi::OsStringExt::into_vec(t),
                 Err(e) => return err(e),

@@ -18,6 +18,8 @@ pub struct ExecPlan {
     pub argv: Vec<Vec<u8>>,
     /// Guest path of the program (what /proc/self/exe shows).
     pub program: Vec<u8>,
+    /// Run through the guest's ld.so (so the kernel names the task after the loader).
+    pub via_loader: bool,
 }
 
 fn open_host(h: &[u8]) -> Result<File, Errno> {
@@ -96,11 +98,26 @@ fn supports_argv0(ctx: &mut Ctx, host_loader: &[u8]) -> bool {
 }
 
 /// Plan the exec of `guest` (absolute, as the guest named it) with `argv`.
-pub fn plan(ctx: &mut Ctx, guest: &[u8], argv: Vec<Vec<u8>>) -> Result<ExecPlan, Errno> {
+/// `given` is the path as the guest wrote it (what a script's interpreter receives as its
+/// script argument, as binfmt_script passes it); `cwd` the guest directory that relative
+/// names (a relative `#!` interpreter) start from.
+pub fn plan(
+    ctx: &mut Ctx,
+    guest: &[u8],
+    given: &[u8],
+    cwd: &[u8],
+    argv: Vec<Vec<u8>>,
+) -> Result<ExecPlan, Errno> {
     let mut guest = guest.to_vec();
+    let mut given = given.to_vec();
     let mut argv = argv;
     for _ in 0..5 {
         let (g, h) = ctx.tr.resolve(&ctx.fs, &guest, true)?;
+        // Only regular files can be executed (execve(2): EACCES for a directory or a device).
+        let st = nix::sys::stat::stat(std::ffi::OsStr::from_bytes(&h))?;
+        if st.st_mode & libc::S_IFMT != libc::S_IFREG {
+            return Err(Errno::EACCES);
+        }
         nix::unistd::access(
             std::ffi::OsStr::from_bytes(&h),
             nix::unistd::AccessFlags::X_OK,
@@ -109,16 +126,17 @@ pub fn plan(ctx: &mut Ctx, guest: &[u8], argv: Vec<Vec<u8>>) -> Result<ExecPlan,
         let mut head = [0u8; 256];
         let n = f.read(&mut head).map_err(|_| Errno::EIO)?;
         if n >= 2 && &head[..2] == b"#!" {
-            // Linux: the rest of the first line, split at the first run of blanks into the
-            // interpreter and at most one argument (binfmt_script).
-            let line_end = head[..n].iter().position(|b| *b == b'\n').unwrap_or(n);
-            let line = &head[2..line_end];
-            let line: Vec<u8> = line
+            // Linux: the rest of the first line (a NUL ends it too), split at the first run of
+            // blanks into the interpreter and at most one argument (binfmt_script).
+            let line_end = head[..n]
+                .iter()
+                .position(|b| *b == b'\n' || *b == 0)
+                .unwrap_or(n);
+            let mut line: Vec<u8> = head[2..line_end]
                 .iter()
                 .copied()
                 .skip_while(|b| *b == b' ' || *b == b'\t')
                 .collect();
-            let mut line = line;
             while line
                 .last()
                 .is_some_and(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
@@ -142,13 +160,17 @@ pub fn plan(ctx: &mut Ctx, guest: &[u8], argv: Vec<Vec<u8>>) -> Result<ExecPlan,
             };
             let mut new = vec![interp.clone()];
             new.extend(arg);
-            new.push(guest.clone());
+            new.push(given.clone());
             new.extend(argv.into_iter().skip(1));
             argv = new;
+            given = interp.clone();
             guest = if interp.first() == Some(&b'/') {
                 interp
             } else {
-                return Err(Errno::ENOENT);
+                let mut p = cwd.to_vec();
+                p.push(b'/');
+                p.extend_from_slice(&interp);
+                p
             };
             continue;
         }
@@ -158,6 +180,7 @@ pub fn plan(ctx: &mut Ctx, guest: &[u8], argv: Vec<Vec<u8>>) -> Result<ExecPlan,
                 host_path: h,
                 argv,
                 program: g,
+                via_loader: false,
             }),
             Some(interp) => {
                 let (_, lh) = ctx
@@ -184,6 +207,7 @@ pub fn plan(ctx: &mut Ctx, guest: &[u8], argv: Vec<Vec<u8>>) -> Result<ExecPlan,
                     host_path: lh,
                     argv: new,
                     program: g,
+                    via_loader: true,
                 })
             }
         };

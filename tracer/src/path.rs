@@ -157,12 +157,25 @@ impl Translator {
 
     /// Resolve an absolute guest path. Returns the canonical guest path and its host path.
     /// `follow` says whether a symlink in the last component is followed (stat vs lstat).
-    pub fn resolve(
+    pub fn resolve(&self, fs: &dyn FsView, guest: &[u8], follow: bool) -> Result<Resolved, Errno> {
+        self.resolve_with(fs, guest, follow, true)
+    }
+
+    /// As `resolve`; `slash_follows: false` for mkdir(2), where `link/` on a symlink must not
+    /// be followed (the kernel answers EEXIST).
+    ///
+    /// The kernel's rules are kept where they differ from text folding (path_resolution(7)):
+    /// `x/.` and `x/..` require `x` to be a directory (ENOTDIR, ENOENT otherwise); a final `.`,
+    /// `..` or trailing `/` is handed to the kernel as written, so `rmdir("d/.")` still fails
+    /// with EINVAL instead of removing `d`; a link whose target ends in `/` must lead to a
+    /// directory; `..` at the guest's `/` stays there.
+    pub fn resolve_with(
         &self,
         fs: &dyn FsView,
         guest: &[u8],
         follow: bool,
-    ) -> Result<(Vec<u8>, Vec<u8>), Errno> {
+        slash_follows: bool,
+    ) -> Result<Resolved, Errno> {
         if guest.first() != Some(&b'/') {
             return Err(Errno::EINVAL);
         }
@@ -175,32 +188,52 @@ impl Translator {
             .map(<[u8]>::to_vec)
             .collect();
         let mut hops = 0;
-        // After a missing component nothing below can exist: stop asking the file system.
-        let mut missing = false;
+        // What `out` currently names: None = missing (nothing below can exist).
+        let mut cur = Some(Kind::Dir);
+        let mut final_literal: Option<&[u8]> = None;
         while let Some(c) = todo.pop() {
-            match c.as_slice() {
-                b"." => continue,
-                b".." => {
-                    out.pop();
-                    continue;
+            let is_last = todo.is_empty();
+            if c == b"." || c == b".." {
+                match cur {
+                    None => return Err(Errno::ENOENT),
+                    Some(Kind::Dir) => {}
+                    Some(_) => return Err(Errno::ENOTDIR),
                 }
-                _ => {}
-            }
-            out.push(c);
-            if missing {
+                if is_last {
+                    // Let the kernel see it (rmdir("d/.") is EINVAL, not rmdir("d")); `..` at
+                    // the guest root must not climb out of it on the host.
+                    final_literal = Some(if c == b".." && !out.is_empty() {
+                        b".."
+                    } else {
+                        b"."
+                    });
+                    break;
+                }
+                if c == b".." {
+                    out.pop();
+                    cur = Some(Kind::Dir);
+                }
                 continue;
             }
-            let is_last = todo.is_empty();
-            if is_last && !follow && !trailing_slash {
-                break;
+            match cur {
+                None => return Err(Errno::ENOENT),
+                Some(Kind::Dir) => {}
+                Some(_) => return Err(Errno::ENOTDIR),
             }
+            out.push(c);
+            let follow_this = !is_last || follow || (trailing_slash && slash_follows);
             let guest_now = join(&out);
             if self.dirs.borrow().contains(&guest_now) {
+                cur = Some(Kind::Dir);
                 continue;
             }
             let host = self.map(&guest_now);
-            match fs.kind(&host) {
-                None => missing = true,
+            cur = fs.kind(&host);
+            if cur.is_none() && self.leads_to_binding(&guest_now) {
+                // A binding below a directory the rootfs lacks: the directory exists for the guest.
+                cur = Some(Kind::Dir);
+            }
+            match cur {
                 Some(Kind::Dir) => {
                     let mut d = self.dirs.borrow_mut();
                     if d.len() > 100_000 {
@@ -208,32 +241,71 @@ impl Translator {
                     }
                     d.insert(guest_now);
                 }
-                Some(Kind::Symlink) => {
+                Some(Kind::Symlink) if follow_this => {
                     hops += 1;
                     if hops > MAX_SYMLINKS {
                         return Err(Errno::ELOOP);
                     }
-                    let target = fs.readlink(&host).ok_or(Errno::ENOENT)?;
+                    let mut target = fs.readlink(&host).ok_or(Errno::ENOENT)?;
+                    if target.is_empty() {
+                        return Err(Errno::ENOENT);
+                    }
+                    // Magic links of a bound /proc (cwd, root, exe, fd/N) hold host paths.
+                    if target[0] == b'/'
+                        && host.starts_with(b"/proc/")
+                        && self.map(b"/proc").starts_with(b"/proc")
+                    {
+                        match self.to_guest(&target) {
+                            Some(g) => target = g,
+                            None => {
+                                // Outside the guest (an inherited descriptor): use it as is.
+                                let mut h = target;
+                                while let Some(rest) = todo.pop() {
+                                    h.push(b'/');
+                                    h.extend_from_slice(&rest);
+                                }
+                                return Ok((h.clone(), h));
+                            }
+                        }
+                    }
                     out.pop();
-                    if target.first() == Some(&b'/') {
+                    cur = Some(Kind::Dir);
+                    if target[0] == b'/' {
                         out.clear();
+                    }
+                    if target.ends_with(b"/") {
+                        todo.push(b".".to_vec());
                     }
                     for t in target.split(|b| *b == b'/').filter(|c| !c.is_empty()).rev() {
                         todo.push(t.to_vec());
                     }
                 }
-                Some(_) => {}
+                _ => {}
             }
         }
         let g = join(&out);
         let mut h = self.map(&g);
-        if trailing_slash && !h.ends_with(b"/") {
-            h.push(b'/');
+        match final_literal {
+            Some(lit) => {
+                if !h.ends_with(b"/") {
+                    h.push(b'/');
+                }
+                h.extend_from_slice(lit);
+            }
+            None if trailing_slash && !h.ends_with(b"/") => h.push(b'/'),
+            None => {}
         }
         if g.len() > crate::mem::PATH_MAX || h.len() > crate::mem::PATH_MAX {
             return Err(Errno::ENAMETOOLONG);
         }
         Ok((g, h))
+    }
+
+    /// Is `guest` a binding's guest path or one of its ancestors?
+    fn leads_to_binding(&self, guest: &[u8]) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| strip_prefix(&b.guest, guest).is_some())
     }
 
     /// Is this canonical guest path inside a read-only binding (the innermost binding decides)?
@@ -359,12 +431,14 @@ mod tests {
             ("/r/up", "../../../.."),
             ("/r/loop1", "loop2"),
             ("/r/loop2", "loop1"),
+            ("/r/filelink", "usr/lib/libc.so/"),
             ("/r/etc", ""),
             ("/r/etc/resolv.conf", "FILE"),
             ("/r/tomnt", "/mnt/deep/x/f"),
             ("/data/in/f", "FILE"),
             ("/hostproc", ""),
             ("/hostproc/self", "1234"),
+            ("/hostproc/1234", ""),
         ])
     }
 
@@ -398,6 +472,28 @@ mod tests {
             "a trailing slash follows"
         );
         assert_eq!(host("/loop1/x", true), Err(Errno::ELOOP));
+        assert_eq!(host("/usr/lib/libc.so/..", true), Err(Errno::ENOTDIR));
+        assert_eq!(host("/usr/lib/libc.so/.", false), Err(Errno::ENOTDIR));
+        assert_eq!(
+            host("/usr/lib/.", false).unwrap(),
+            "/r/usr/lib/.",
+            "a final '.' reaches the kernel"
+        );
+        assert_eq!(
+            host("/usr/..", false).unwrap(),
+            "/r/usr/..",
+            "a final '..' too"
+        );
+        assert_eq!(
+            host("/..", false).unwrap(),
+            "/r/.",
+            "but never above the guest root"
+        );
+        assert_eq!(
+            host("/filelink", true),
+            Err(Errno::ENOTDIR),
+            "a target ending in / must be a dir"
+        );
     }
 
     #[test]
@@ -420,7 +516,11 @@ mod tests {
             "file binding"
         );
         assert_eq!(host("/etc/hosts", true).unwrap(), "/r/etc/hosts");
-        assert_eq!(host("/missing/../etc", true).unwrap(), "/r/etc");
+        assert_eq!(
+            host("/missing/../etc", true),
+            Err(Errno::ENOENT),
+            "the kernel checks x in x/.."
+        );
     }
 
     #[test]

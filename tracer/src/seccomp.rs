@@ -103,7 +103,11 @@ pub const ID_CALLS: &[i64] = &[
 /// Build the BPF program. x32-ABI calls (number with bit 30 set) are refused with ENOSYS: they
 /// would otherwise bypass the table, whose entries are x86_64 numbers. Other architectures
 /// (i386 via int 0x80) hit seccompiler's arch check, which kills the process: never an escape.
-pub fn build(fake_ids: bool, fake_uname: bool) -> Result<Vec<libc::sock_filter>, String> {
+pub fn build(
+    fake_ids: bool,
+    fake_uname: bool,
+    readonly: bool,
+) -> Result<Vec<libc::sock_filter>, String> {
     let mut rules = BTreeMap::new();
     let mut calls: Vec<i64> = PATH_CALLS.to_vec();
     if fake_ids {
@@ -112,6 +116,12 @@ pub fn build(fake_ids: bool, fake_uname: bool) -> Result<Vec<libc::sock_filter>,
     if fake_uname {
         calls.push(nr::UNAME);
     }
+    if readonly {
+        // Metadata changes through a descriptor, refused inside read-only bindings.
+        calls.extend_from_slice(&[nr::FCHMOD, nr::FCHOWN, nr::FSETXATTR, nr::FREMOVEXATTR]);
+    }
+    calls.sort_unstable();
+    calls.dedup();
     for c in calls {
         rules.insert(c, Vec::new());
     }

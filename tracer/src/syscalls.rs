@@ -26,6 +26,8 @@ enum Follow {
     UnlessNoFollowFlag(usize),
     /// Follow only if `flags & AT_SYMLINK_FOLLOW` (linkat).
     IfFollowFlag(usize),
+    /// mkdir: never followed, not even with a trailing slash (`mkdir link/` is EEXIST).
+    Create,
     /// open/openat: not with O_NOFOLLOW, nor with O_CREAT|O_EXCL (arg index of flags).
     Open(usize),
 }
@@ -93,10 +95,13 @@ fn spec(n: i64) -> Option<&'static [PathArg]> {
         | nr::READLINK
         | nr::UNLINK
         | nr::RMDIR
-        | nr::MKDIR
         | nr::MKNOD
         | nr::UMOUNT2 => {
             const S: &[PathArg] = &[p(0, No)];
+            S
+        }
+        nr::MKDIR => {
+            const S: &[PathArg] = &[p(0, Create)];
             S
         }
         nr::RENAME => {
@@ -123,8 +128,12 @@ fn spec(n: i64) -> Option<&'static [PathArg]> {
             const S: &[PathArg] = &[at(0, 1, Yes)];
             S
         }
-        nr::MKDIRAT | nr::MKNODAT | nr::UNLINKAT | nr::READLINKAT => {
+        nr::MKNODAT | nr::UNLINKAT | nr::READLINKAT => {
             const S: &[PathArg] = &[at(0, 1, No)];
+            S
+        }
+        nr::MKDIRAT => {
+            const S: &[PathArg] = &[at(0, 1, Create)];
             S
         }
         nr::FCHOWNAT => {
@@ -233,6 +242,18 @@ fn native_is_same(
     true
 }
 
+/// Is this descriptor of the tracee open on a file inside a read-only binding?
+fn fd_is_readonly(ctx: &Ctx, pid: Pid, fd: i32) -> bool {
+    use std::os::unix::ffi::OsStringExt;
+    if fd < 0 {
+        return false;
+    }
+    nix::fcntl::readlink(format!("/proc/{pid}/fd/{fd}").as_str())
+        .ok()
+        .and_then(|h| ctx.tr.to_guest(&h.into_vec()))
+        .is_some_and(|g| ctx.tr.is_readonly(&g))
+}
+
 /// Host and guest paths of the directory a relative path is relative to.
 fn base_dirs(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<(Vec<u8>, Vec<u8>)> {
     use std::os::unix::ffi::OsStringExt;
@@ -295,7 +316,7 @@ fn resolve_arg(
     }
     let follow = match a.follow {
         Follow::Yes => true,
-        Follow::No => false,
+        Follow::No | Follow::Create => false,
         Follow::UnlessNoFollowFlag(i) => r.arg(i) & AT_SYMLINK_NOFOLLOW == 0,
         Follow::IfFollowFlag(i) => r.arg(i) & AT_SYMLINK_FOLLOW != 0,
         Follow::Open(i) => {
@@ -320,18 +341,28 @@ fn resolve_arg(
         base.extend_from_slice(&raw);
         base
     };
-    let abs = self_to_pid(&abs, pid);
-    ctx.tr.resolve(&ctx.fs, &abs, follow).map(Some)
+    let abs = self_to_pid(&abs, pid, follow);
+    ctx.tr
+        .resolve_with(&ctx.fs, &abs, follow, !matches!(a.follow, Follow::Create))
+        .map(Some)
 }
 
 /// `/proc/self` and `/proc/thread-self` name the *tracee*: resolved by the tracer they would
-/// name the tracer itself, so they are replaced by the tracee's pid before resolution.
-fn self_to_pid(abs: &[u8], pid: Pid) -> Vec<u8> {
-    let n = crate::path::normalize(abs);
-    for pre in [&b"/proc/self"[..], b"/proc/thread-self"] {
-        if let Some(rest) = n.strip_prefix(pre) {
+/// name the tracer itself, so they are replaced by the tracee's pid before resolution. A bare
+/// `/proc/self` that is not followed (readlink, lstat) stays as it is: see `guest_link_text`.
+fn self_to_pid(abs: &[u8], pid: Pid, follow: bool) -> Vec<u8> {
+    let start = abs.iter().position(|b| *b != b'/').unwrap_or(abs.len());
+    let trimmed = &abs[start..];
+    for (name, repl) in [
+        (&b"proc/self"[..], format!("/proc/{pid}")),
+        (b"proc/thread-self", format!("/proc/{pid}/task/{pid}")),
+    ] {
+        if let Some(rest) = trimmed.strip_prefix(name) {
+            if rest.is_empty() && !follow {
+                return abs.to_vec();
+            }
             if rest.is_empty() || rest[0] == b'/' {
-                let mut v = format!("/proc/{pid}").into_bytes();
+                let mut v = repl.into_bytes();
                 v.extend_from_slice(rest);
                 return v;
             }
@@ -362,6 +393,23 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     if n & 0x4000_0000 != 0 {
         return skip(ctx, r, -(libc::ENOSYS as i64));
     }
+    // Name the task after its program (see Tracee::pending_comm): this call becomes
+    // prctl(PR_SET_NAME) and is restarted afterwards.
+    if let Some(name) = ctx
+        .tracees
+        .get_mut(&pid)
+        .and_then(|t| t.pending_comm.take())
+    {
+        let mut scratch = Scratch::below(r.sp());
+        if let Ok(addr) = scratch.push_cstr(pid, &name) {
+            r.set_nr(nr::PRCTL);
+            r.set_arg(0, libc::PR_SET_NAME as u64);
+            r.set_arg(1, addr);
+            setregs(pid, &r);
+            save(ctx, pid, orig, ExitAction::Reexec);
+            return true;
+        }
+    }
     // The first process, between fork and its first execve, is still the tracer's own code
     // (chdir to the host directory, seccomp setup): only its execve is the guest's.
     if ctx.tracees.get(&pid).is_some_and(|t| t.preexec) && n != nr::EXECVE {
@@ -381,6 +429,23 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             | nr::UMOUNT2
     ) {
         ctx.tr.invalidate();
+    }
+    if ctx.tr.has_readonly() {
+        // Descriptor-based metadata changes (fchmod, futimens = utimensat(fd, NULL), fchmodat
+        // with AT_EMPTY_PATH…): the file is named by the descriptor, not by a path.
+        let fd_call = match n {
+            nr::FCHMOD | nr::FCHOWN | nr::FSETXATTR | nr::FREMOVEXATTR => true,
+            nr::UTIMENSAT | nr::FCHMODAT | nr::FCHMODAT2 | nr::FCHOWNAT => {
+                r.arg(1) == 0
+                    || mem::read(pid, r.arg(1), 1)
+                        .map(|b| b[0] == 0)
+                        .unwrap_or(false)
+            }
+            _ => false,
+        };
+        if fd_call && fd_is_readonly(ctx, pid, r.arg(0) as i32) {
+            return skip(ctx, r, -(libc::EROFS as i64));
+        }
     }
     let fake = ctx.cfg.fake_id;
     let mut action = ExitAction::Restore;
@@ -727,7 +792,7 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
             None => return fail(ctx, r, Errno::ENOENT),
         }
     };
-    abs = self_to_pid(&abs, pid);
+    abs = self_to_pid(&abs, pid, true);
     // Re-exec of oneself through /proc/self/exe: the program, not the loader that runs it.
     if let Some((who, tail)) = proc_pid_of(&crate::path::normalize(&abs), pid) {
         if tail == b"/exe" {
@@ -759,7 +824,8 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
             ap += 8;
         }
     }
-    let plan = match exec::plan(ctx, &abs, argv) {
+    let cwd = base_dir(ctx, pid, AT_FDCWD).unwrap_or_else(|| b"/".to_vec());
+    let plan = match exec::plan(ctx, &abs, &raw, &cwd, argv) {
         Ok(p) => p,
         Err(e) => return fail(ctx, r, e),
     };
@@ -798,6 +864,7 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     r.set_arg(argv_i, argv_addr);
     setregs(pid, &r);
     if let Some(t) = ctx.tracees.get_mut(&pid) {
+        t.via_loader = plan.via_loader;
         t.pending_exe = Some(plan.program);
         t.saved = Some(Saved {
             orig,
@@ -819,6 +886,14 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
     out.set_ret(ret);
     match saved.action {
         ExitAction::Exec => return, // a new program: its registers are its own
+        ExitAction::Reexec => {
+            // Back to the guest's call, one syscall instruction earlier (`syscall`,
+            // `sysenter` and `int $0x80` are all 2 bytes), with its number in rax again.
+            let mut again = saved.orig;
+            again.restart_syscall();
+            setregs(pid, &again);
+            return;
+        }
         ExitAction::Restore => {}
         ExitAction::Return(v) => out.set_ret(v),
         ExitAction::Getcwd { buf, size } => {

@@ -47,6 +47,8 @@ pub enum ExitAction {
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
     Exec,
+    /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
+    Reexec,
 }
 
 #[derive(Debug)]
@@ -65,6 +67,12 @@ pub struct Tracee {
     pub pending_exe: Option<Vec<u8>>,
     /// The first child before its first execve (running the tracer's setup code).
     pub preexec: bool,
+    /// After an exec through the guest's loader the kernel named the task after the loader
+    /// (`ld-linux-x86-64` in /proc/PID/comm, what ps, pgrep and pkill match): the program's
+    /// name, to set with prctl(PR_SET_NAME) at the task's next traced call.
+    pub pending_comm: Option<Vec<u8>>,
+    /// The exec being prepared goes through the guest's loader.
+    pub via_loader: bool,
 }
 
 pub struct Ctx<'a> {
@@ -130,7 +138,11 @@ pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, Trac
 
     let want_filter = cfg.mode != Mode::P2;
     let filter = if want_filter {
-        match crate::seccomp::build(cfg.fake_id.is_some(), cfg.kernel_release.is_some()) {
+        match crate::seccomp::build(
+            cfg.fake_id.is_some(),
+            cfg.kernel_release.is_some(),
+            cfg.bindings.iter().any(|b| b.readonly),
+        ) {
             Ok(f) => Some(f),
             Err(e) if cfg.mode == Mode::Auto => {
                 if cfg.verbose >= 1 {
@@ -350,6 +362,10 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             }
             t.preexec = false;
             if let Some(e) = t.pending_exe.take() {
+                if t.via_loader {
+                    let base = e.rsplit(|b| *b == b'/').next().unwrap_or(&e);
+                    t.pending_comm = Some(base[..base.len().min(15)].to_vec());
+                }
                 t.exe = Some(e);
             }
             // execve never "returns" to the old image: the exit stop (if asked) still comes, and
