@@ -36,6 +36,13 @@ impl Container {
             .unwrap_or_default()
     }
 
+    /// The image configuration saved at create time (`container.json`), if readable.
+    pub fn config_json(&self) -> Option<serde_json::Value> {
+        fs::read(self.dir.join("container.json"))
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok())
+    }
+
     pub fn exec_mode(&self) -> Option<String> {
         fs::read_to_string(self.dir.join("execmode"))
             .ok()
@@ -74,6 +81,12 @@ pub fn new_uuid() -> String {
         &h[16..20],
         &h[20..32]
     )
+}
+
+/// Whether `s` has the form of a container id (a textual UUID): such a string names a
+/// container, never an image.
+pub fn looks_like_id(s: &str) -> bool {
+    is_uuid(s)
 }
 
 fn is_uuid(s: &str) -> bool {

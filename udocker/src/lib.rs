@@ -7,6 +7,7 @@ pub mod cli;
 pub mod config;
 pub mod container;
 pub mod digest;
+pub mod engine;
 pub mod fsutil;
 pub mod msg;
 pub mod platform;

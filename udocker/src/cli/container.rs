@@ -219,6 +219,8 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
     let repo = ctx.repo()?;
     let c = find(&repo, &p.args[0])?;
     if let Some(m) = p.get("--execmode") {
+        // Only the engines this version has (P1, P2) can be chosen.
+        crate::engine::ExecMode::parse(m).map_err(|e| Fail::new(e.to_string()))?;
         repo.set_exec_mode(&c, m)?;
     }
     let c = find(&repo, &p.args[0])?;

@@ -8,6 +8,7 @@ mod container;
 mod image;
 mod misc;
 pub mod proot;
+mod run;
 
 use crate::config::Config;
 use crate::registry::{Client, ClientOptions};
@@ -136,13 +137,14 @@ const GENERAL: &[Opt] = &[
 ];
 
 /// Commands of later issues: known names that say so instead of "invalid command".
-const LATER: &[&str] = &["run"];
+const LATER: &[&str] = &[];
 
 fn commands() -> Vec<Command> {
     let mut v = image::commands();
     v.extend(container::commands());
     v.extend(misc::commands());
     v.extend(archive::commands());
+    v.extend(run::commands());
     v
 }
 
@@ -246,7 +248,8 @@ pub fn main(argv: Vec<String>) -> u8 {
         print!("{}", cmd.help);
         return 0;
     }
-    let parsed = match args::parse(rest, cmd.opts, false) {
+    // `run C ls -l`: options end at the container, the rest is the container's command line.
+    let parsed = match args::parse(rest, cmd.opts, cmd.name == "run") {
         Ok(p) => p,
         Err(e) => {
             crate::error!("{e}");

@@ -1,0 +1,434 @@
+//! `udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]` (`spec/udocker.md` §1 run table
+//! and flow). Options stop at the first argument, so `run C ls -l` passes `-l` to ls. The raw
+//! options become an [`engine::RunRequest`] before the repository is touched; the container is
+//! found, or created from an image (`--pull`); the engine plans and runs it; its exit status is
+//! ours. Errors that stop the container from starting exit 125 (127 command not found, 126 not
+//! executable), as docker.
+
+use super::args::{flag, val, Opt, Parsed};
+use super::{CmdResult, Command, Ctx, Fail};
+use crate::container::Container;
+use crate::engine::{self, users, ExecMode, Host, ImageMeta, RunRequest, Target, VolumeSpec};
+use crate::repo::LocalRepo;
+use crate::{debug, msg, warn};
+use std::fs;
+use std::io::Write;
+use std::path::PathBuf;
+
+const OPTS: &[Opt] = &[
+    flag(&["--rm"]),
+    val(&["-w", "--workdir"]),
+    val(&["-u", "--user"]),
+    val(&["-v", "--volume"]),
+    val(&["--novol"]),
+    val(&["-e", "--env"]),
+    val(&["--env-file"]),
+    flag(&["--hostauth"]),
+    flag(&["--containerauth"]),
+    flag(&["--nosysdirs"]),
+    flag(&["--nometa"]),
+    flag(&["--dri"]),
+    flag(&["--hostenv"]),
+    val(&["--cpuset-cpus"]),
+    val(&["--name"]),
+    flag(&["--bindhome"]),
+    val(&["--kernel"]),
+    val(&["--location"]),
+    flag(&["--nobanner"]),
+    val(&["--entrypoint"]),
+    val(&["--platform"]),
+    val(&["--pull"]),
+    val(&["--index"]),
+    val(&["--registry"]),
+    val(&["--httpproxy"]),
+    val(&["-p", "--publish"]),
+    flag(&["-P", "--publish-all", "--netcoop"]),
+    flag(&["-i", "--interactive"]),
+    flag(&["-t", "--tty"]),
+    flag(&["-a", "--attach"]),
+    val(&["--device"]),
+    val(&["--volumes-from"]),
+    val(&["--dns"]),
+    val(&["--dns-search"]),
+    flag(&["-h", "--help"]),
+];
+
+const HELP: &str = "run a container\n\
+usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]\n\
+       udocker run [options] --location=DIR [COMMAND [ARGS...]]\n\
+  --rm                       delete the container when it exits (unless protected)\n\
+  -w, --workdir=DIR          working directory (default: the image's, else / or the user's home)\n\
+  -u, --user=NAME|UID[:GID]  run as this user (default: the image's, else root)\n\
+  -v, --volume=HOST[:CONT[:ro]]  bind a host file or directory into the container\n\
+  --novol=HOST|HOST:CONT     remove a volume (also a default one, e.g. --novol=/proc)\n\
+  -e, --env=NAME[=VALUE]     set a variable (NAME alone: the host's value)\n\
+  --env-file=FILE            variables from FILE (NAME=VALUE lines, # comments)\n\
+  --hostenv                  pass the host's environment (not its PATH)\n\
+  --hostauth                 use the host's /etc/passwd and /etc/group\n\
+  --containerauth            use the container's /etc/passwd and /etc/group as they are\n\
+  --bindhome                 bind the host home directory at the same path\n\
+  --nosysdirs                do not bind /dev /proc /sys /etc/resolv.conf /etc/hosts ...\n\
+  --nometa                   ignore the image's metadata (Entrypoint, Cmd, Env, User, WorkingDir)\n\
+  --dri                      bind the host's DRI driver directories\n\
+  --cpuset-cpus=LIST         run on these CPUs (e.g. 0,2-3)\n\
+  --entrypoint=CMD           replace the image's Entrypoint (\"\" drops Entrypoint and Cmd)\n\
+  --kernel=RELEASE           kernel release the container sees\n\
+  --name=NAME                name the container created from IMAGE\n\
+  --pull=missing|never|always|reuse  when IMAGE is pulled (reuse: run --name's container if it exists)\n\
+  --platform=OS/ARCH, --registry=URL, --httpproxy=URL  for the pull\n\
+  --location=DIR             run a root file system directory (no image metadata)\n\
+  --nobanner                 no STARTING banner\n\
+  -i, -t, -a                 accepted (the terminal is passed through as it is)\n\
+  -p, -P                     accepted with a warning: P modes do not remap ports\n\
+  --device, --volumes-from, --dns, --dns-search  accepted and ignored\n";
+
+pub fn commands() -> Vec<Command> {
+    vec![Command {
+        name: "run",
+        opts: OPTS,
+        help: HELP,
+        run,
+    }]
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PullMode {
+    Missing,
+    Never,
+    Always,
+    Reuse,
+}
+
+fn pull_mode(p: &Parsed) -> Result<PullMode, Fail> {
+    Ok(match p.get("--pull").unwrap_or("missing") {
+        "missing" | "" => PullMode::Missing,
+        "never" => PullMode::Never,
+        "always" => PullMode::Always,
+        "reuse" => PullMode::Reuse,
+        x => {
+            return Err(Fail::new(format!(
+                "invalid --pull={x} (missing, never, always or reuse)"
+            )))
+        }
+    })
+}
+
+fn fail(e: engine::EngineError) -> Fail {
+    Fail {
+        code: e.exit_code(),
+        msg: e.to_string(),
+    }
+}
+
+/// The options as a validated request (nothing read from the repository yet).
+fn request(p: &Parsed, args: Vec<String>) -> Result<RunRequest, Fail> {
+    let mut env_file_lines = Vec::new();
+    for f in p.all("--env-file") {
+        let text =
+            fs::read_to_string(f).map_err(|e| Fail::new(format!("reading env file {f}: {e}")))?;
+        env_file_lines.extend(engine::env::env_file_lines(&text));
+    }
+    Ok(RunRequest {
+        args,
+        entrypoint: p.get("--entrypoint").map(str::to_string),
+        workdir: p.get("-w").map(str::to_string),
+        user: p
+            .get("-u")
+            .filter(|u| !u.is_empty())
+            .map(users::parse_user_spec)
+            .transpose()
+            .map_err(fail)?,
+        volumes: p
+            .all("-v")
+            .iter()
+            .map(|v| VolumeSpec::parse(v))
+            .collect::<Result<_, _>>()
+            .map_err(fail)?,
+        novol: p.all("--novol").to_vec(),
+        env: p.all("-e").to_vec(),
+        env_file_lines,
+        hostauth: p.has("--hostauth"),
+        containerauth: p.has("--containerauth"),
+        nosysdirs: p.has("--nosysdirs"),
+        nometa: p.has("--nometa"),
+        dri: p.has("--dri"),
+        hostenv: p.has("--hostenv"),
+        bindhome: p.has("--bindhome"),
+        cpus: p
+            .get("--cpuset-cpus")
+            .map(engine::parse_cpuset)
+            .transpose()
+            .map_err(fail)?,
+        kernel: p
+            .get("--kernel")
+            .filter(|k| !k.is_empty())
+            .map(str::to_string),
+    })
+}
+
+/// Pull `image` with the pull command itself (same options, messages and errors).
+fn pull(ctx: &Ctx, p: &Parsed, image: &str) -> Result<(), Fail> {
+    let mut argv = Vec::new();
+    for k in ["--platform", "--registry", "--index", "--httpproxy"] {
+        if let Some(v) = p.get(k) {
+            argv.push(format!("{k}={v}"));
+        }
+    }
+    argv.push(image.to_string());
+    let cmd = super::commands()
+        .into_iter()
+        .find(|c| c.name == "pull")
+        .expect("pull is a command");
+    let parsed = super::args::parse(&argv, cmd.opts, false).map_err(Fail::new)?;
+    match (cmd.run)(ctx, parsed)? {
+        0 => Ok(()),
+        code => Err(Fail {
+            msg: format!("pulling {image} failed"),
+            code,
+        }),
+    }
+}
+
+/// The container `arg` names, or a new one from the image `arg` names (`--pull`, `--name`).
+/// Returns it and whether this run created it.
+fn container_for(
+    ctx: &Ctx,
+    repo: &LocalRepo,
+    p: &Parsed,
+    arg: &str,
+) -> Result<(Container, bool), Fail> {
+    let name = p.get("--name").filter(|n| !n.is_empty());
+    if let Ok(c) = repo.find_container(arg) {
+        if name.is_some_and(|n| !c.names.iter().any(|x| x == n)) {
+            warn!("--name ignored: {arg} is an existing container");
+        }
+        return Ok((c, false));
+    }
+    if crate::container::looks_like_id(arg) {
+        return Err(Fail::new(format!("container not found: {arg}")));
+    }
+    let mode = pull_mode(p)?;
+    if let Some(n) = name {
+        crate::container::check_container_name(n)?;
+        if let Ok(c) = repo.find_container(n) {
+            if mode == PullMode::Reuse {
+                return Ok((c, false));
+            }
+            return Err(Fail::new(format!(
+                "container name already in use: {n} (use --pull=reuse to run it)"
+            )));
+        }
+    }
+    let local = super::image::find(repo, arg);
+    let img = match (mode, local) {
+        (PullMode::Always, _) | (PullMode::Missing | PullMode::Reuse, Err(_)) => {
+            pull(ctx, p, arg)?;
+            super::image::find(repo, arg)?
+        }
+        (PullMode::Never, Err(_)) => {
+            return Err(Fail::new(format!(
+                "no container or local image named {arg} (and --pull=never)"
+            )))
+        }
+        (_, Ok(img)) => img,
+    };
+    let (c, stats) = repo.create_container(&img, name)?;
+    if stats.skipped_special > 0 {
+        warn!(
+            "{} device node(s), fifo(s) or socket(s) not created (not possible without root)",
+            stats.skipped_special
+        );
+    }
+    for r in &stats.refused {
+        warn!("layer member refused: {r}");
+    }
+    debug!("created container {} from {}", c.id, img.display());
+    Ok((c, true))
+}
+
+fn banner(id: &str) {
+    if !msg::enabled(msg::INF) {
+        return;
+    }
+    let line = "*".repeat(id.len().max(20) + 16);
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "{line}\n*  STARTING {id:<w$}   *\n{line}",
+        w = line.len() - 16
+    );
+    let _ = out.flush();
+}
+
+fn run(ctx: &Ctx, p: Parsed) -> CmdResult {
+    if p.has("-h") {
+        print!("{HELP}");
+        return Ok(0);
+    }
+    let location = p.get("--location").filter(|l| !l.is_empty());
+    let (arg, cmd_args) = match location {
+        Some(_) => (None, p.args.clone()),
+        None => match p.args.split_first() {
+            Some((a, rest)) => (Some(a.clone()), rest.to_vec()),
+            None => {
+                return Err(Fail::new(
+                    "usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]",
+                ))
+            }
+        },
+    };
+    let req = request(&p, cmd_args)?;
+    pull_mode(&p)?;
+    for k in ["--device", "--volumes-from", "--dns", "--dns-search"] {
+        if p.has(k) {
+            warn!("option {k} is ignored by this execution mode");
+        }
+    }
+    if p.has("-p") || p.has("-P") {
+        warn!(
+            "ports are not remapped in the P1/P2 execution modes (-p/-P ignored): programs bind \
+             the host's ports directly, and ports below 1024 cannot be bound without privileges"
+        );
+    }
+    if req.hostauth && req.containerauth {
+        return Err(Fail::new(
+            "--hostauth and --containerauth exclude each other",
+        ));
+    }
+
+    // Cleanups that must happen however the run ends: --rm and --location's scratch directory.
+    let mut tmp_state: Option<PathBuf> = None;
+    let mut rm: Option<(LocalRepo, Container)> = None;
+    let result = start(
+        ctx,
+        &p,
+        location,
+        arg.as_deref(),
+        &req,
+        &mut tmp_state,
+        &mut rm,
+    );
+    if let Some(d) = tmp_state {
+        let _ = crate::fsutil::remove_tree(&d);
+    }
+    if let Some((repo, c)) = rm {
+        if c.protected() {
+            warn!("container {} is protected: not removed (--rm)", c.id);
+        } else if let Err(e) = repo.remove_container(&c) {
+            warn!("--rm: {e}");
+        }
+    }
+    result
+}
+
+/// Find or create the target, plan, print the banner, run.
+fn start(
+    ctx: &Ctx,
+    p: &Parsed,
+    location: Option<&str>,
+    arg: Option<&str>,
+    req: &RunRequest,
+    tmp_state: &mut Option<PathBuf>,
+    rm: &mut Option<(LocalRepo, Container)>,
+) -> CmdResult {
+    let (root, id, names, state_dir, meta, mode) = match (location, arg) {
+        (Some(loc), _) => {
+            let root = fs::canonicalize(loc)
+                .ok()
+                .filter(|r| r.is_dir())
+                .ok_or_else(|| Fail::new(format!("--location: not a directory: {loc}")))?;
+            let state = ctx.cfg.tmpdir.join(format!(
+                "udocker-run-{}-{}",
+                std::process::id(),
+                &crate::container::new_uuid()[..8]
+            ));
+            fs::create_dir_all(&state)
+                .map_err(|e| Fail::new(format!("creating {}: {e}", state.display())))?;
+            *tmp_state = Some(state.clone());
+            let mode = ctx.cfg.default_execution_mode.clone();
+            (
+                root,
+                String::new(),
+                Vec::new(),
+                state,
+                ImageMeta::default(),
+                mode,
+            )
+        }
+        (None, Some(a)) => {
+            let repo = ctx.repo()?;
+            let (c, _created) = container_for(ctx, &repo, p, a)?;
+            let mode = c
+                .exec_mode()
+                .unwrap_or_else(|| ctx.cfg.default_execution_mode.clone());
+            let meta = c
+                .config_json()
+                .map(|v| ImageMeta::from_config(&v))
+                .unwrap_or_default();
+            let t = (
+                c.root(),
+                c.id.clone(),
+                c.names.clone(),
+                c.dir.clone(),
+                meta,
+                mode,
+            );
+            if p.has("--rm") {
+                *rm = Some((repo, c));
+            }
+            t
+        }
+        (None, None) => {
+            return Err(Fail::new(
+                "usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]",
+            ))
+        }
+    };
+    let target = Target {
+        id,
+        names,
+        root,
+        state_dir,
+        meta,
+        mode: ExecMode::parse(&mode).map_err(fail)?,
+    };
+    let plan = engine::prepare(req, &target, &Host::current()).map_err(fail)?;
+    for w in &plan.warnings {
+        warn!("{w}");
+    }
+    debug!(
+        "mode {} root {} cwd {} user {}:{} ({})",
+        target.mode.as_str(),
+        plan.root.display(),
+        plan.cwd,
+        plan.user.entry.uid,
+        plan.user.entry.gid,
+        plan.user.entry.name
+    );
+    for v in &plan.volumes {
+        debug!(
+            "bind {}:{}{}",
+            v.host.display(),
+            v.guest,
+            if v.readonly { ":ro" } else { "" }
+        );
+    }
+    debug!("argv {:?}", plan.argv);
+    for (k, v) in &plan.env {
+        debug!("env {k}={v}");
+    }
+    if !p.has("--nobanner") {
+        banner(if target.id.is_empty() {
+            "--location"
+        } else {
+            &target.id
+        });
+    }
+    let verbose = if msg::enabled(msg::DBG) {
+        2
+    } else {
+        u8::from(msg::enabled(msg::WAR))
+    };
+    let status = engine::ptrace::execute(&plan, verbose).map_err(fail)?;
+    Ok(status.clamp(0, 255) as u8)
+}

@@ -1,0 +1,720 @@
+//! Running a container (`spec/udocker.md` §1 run flow, §5, §6): the validated request from the
+//! command line and the container's image metadata become one [`Plan`] (root, volumes, working
+//! directory, user, command, environment) before anything is started; then an engine runs it.
+//! Only the P1/P2 engines (the built-in ptrace tracer) exist so far.
+//!
+//! Paths inside the container are resolved with the tracer's own translator (bindings first,
+//! symlinks followed inside the container), so what `run` checks is what the program will see.
+
+pub mod env;
+pub mod ptrace;
+pub mod users;
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::fs;
+use std::io;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use tracer::path::{RealFs, Translator};
+use users::{RunUser, UserSpec};
+
+#[derive(Debug)]
+pub enum EngineError {
+    /// A mode udocker knows but this version cannot run yet.
+    ModeNotAvailable(String),
+    InvalidMode(String),
+    InvalidUser(String),
+    UserNotFound(String),
+    /// `-v SPEC`: what is wrong with it.
+    InvalidVolume(String, String),
+    InvalidWorkdir(String),
+    CommandNotFound(String),
+    NotExecutable(String),
+    InvalidCpuset(String),
+    Affinity(String, nix::Error),
+    Io(String, PathBuf, io::Error),
+    Tracer(tracer::TracerError),
+}
+
+impl fmt::Display for EngineError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            EngineError::ModeNotAvailable(m) => {
+                write!(f, "execution mode {m} is not available yet")
+            }
+            EngineError::InvalidMode(m) => write!(f, "invalid execution mode: {m}"),
+            EngineError::InvalidUser(u) => {
+                write!(f, "invalid user: {u} (expected NAME, UID or UID:GID)")
+            }
+            EngineError::UserNotFound(u) => {
+                write!(f, "user not found in the container's /etc/passwd: {u}")
+            }
+            EngineError::InvalidVolume(v, why) => write!(f, "invalid volume {v}: {why}"),
+            EngineError::InvalidWorkdir(w) => write!(f, "invalid working directory: {w}"),
+            EngineError::CommandNotFound(c) | EngineError::NotExecutable(c) => {
+                write!(f, "command not found or has no execute bit set: {c}")
+            }
+            EngineError::InvalidCpuset(s) => write!(f, "invalid --cpuset-cpus: {s}"),
+            EngineError::Affinity(s, e) => write!(f, "setting the CPU affinity to {s}: {e}"),
+            EngineError::Io(op, p, e) => write!(f, "{op} {}: {e}", p.display()),
+            EngineError::Tracer(e) => write!(f, "{e}"),
+        }
+    }
+}
+
+impl std::error::Error for EngineError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            EngineError::Io(_, _, e) => Some(e),
+            EngineError::Tracer(e) => Some(e),
+            EngineError::Affinity(_, e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl EngineError {
+    /// docker's conventions: 127 command not found, 126 not executable, 125 anything else that
+    /// stopped the container from starting.
+    pub fn exit_code(&self) -> u8 {
+        match self {
+            EngineError::CommandNotFound(_) => 127,
+            EngineError::NotExecutable(_) => 126,
+            _ => 125,
+        }
+    }
+}
+
+fn io_err(op: &str, p: &Path) -> impl FnOnce(io::Error) -> EngineError {
+    let (op, p) = (op.to_string(), p.to_path_buf());
+    move |e| EngineError::Io(op, p, e)
+}
+
+/// The engines of this version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecMode {
+    P1,
+    P2,
+}
+
+impl ExecMode {
+    /// `P1`/`P2` (any case); the other modes of upstream's list are known but not available.
+    pub fn parse(s: &str) -> Result<ExecMode, EngineError> {
+        let m = s.trim().to_ascii_uppercase();
+        match m.as_str() {
+            "P1" => Ok(ExecMode::P1),
+            "P2" => Ok(ExecMode::P2),
+            _ if crate::container::EXEC_MODES.contains(&m.as_str()) => {
+                Err(EngineError::ModeNotAvailable(m))
+            }
+            _ => Err(EngineError::InvalidMode(s.to_string())),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecMode::P1 => "P1",
+            ExecMode::P2 => "P2",
+        }
+    }
+}
+
+/// What `run` uses from the image configuration (container.json).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ImageMeta {
+    pub user: Option<String>,
+    pub workdir: Option<String>,
+    pub entrypoint: Option<Vec<String>>,
+    pub cmd: Option<Vec<String>>,
+    pub env: Vec<String>,
+}
+
+fn string_list(v: &serde_json::Value) -> Option<Vec<String>> {
+    match v {
+        serde_json::Value::Array(a) => {
+            let l: Vec<String> = a
+                .iter()
+                .filter_map(|x| x.as_str().map(str::to_string))
+                .collect();
+            (!l.is_empty()).then_some(l)
+        }
+        // A string: upstream splits it on whitespace.
+        serde_json::Value::String(s) => {
+            let l: Vec<String> = s.split_whitespace().map(str::to_string).collect();
+            (!l.is_empty()).then_some(l)
+        }
+        _ => None,
+    }
+}
+
+impl ImageMeta {
+    /// Read from the image configuration: its `config` object; only when there is none,
+    /// `container_config` and the top level (old v1 images). Keys as docker spells them, then
+    /// lowercase. (Upstream also falls back to `container_config` when `config` has a key set to
+    /// null, which picks the builder's `#(nop)` command of docker-built images.)
+    pub fn from_config(v: &serde_json::Value) -> ImageMeta {
+        let sources: Vec<&serde_json::Value> = match v.get("config") {
+            Some(c) if c.is_object() => vec![c],
+            _ => [v.get("container_config"), Some(v)]
+                .into_iter()
+                .flatten()
+                .filter(|x| x.is_object())
+                .collect(),
+        };
+        let get = |key: &str| -> Option<&serde_json::Value> {
+            let lower = key.to_ascii_lowercase();
+            sources
+                .iter()
+                .find_map(|s| s.get(key).or_else(|| s.get(&lower)))
+                .filter(|x| !x.is_null())
+        };
+        let text = |key: &str| {
+            get(key)
+                .and_then(|x| x.as_str())
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string)
+        };
+        ImageMeta {
+            user: text("User"),
+            workdir: text("WorkingDir"),
+            entrypoint: get("Entrypoint").and_then(string_list),
+            cmd: get("Cmd").and_then(string_list),
+            env: get("Env")
+                .and_then(|e| e.as_array())
+                .map(|a| {
+                    a.iter()
+                        .filter_map(|x| x.as_str().map(str::to_string))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+}
+
+/// `-v HOST[:CONT[:ro|rw]]` as written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VolumeSpec {
+    pub spec: String,
+    pub host: String,
+    pub guest: String,
+    pub readonly: bool,
+}
+
+impl VolumeSpec {
+    pub fn parse(spec: &str) -> Result<VolumeSpec, EngineError> {
+        let bad = |why: &str| EngineError::InvalidVolume(spec.to_string(), why.to_string());
+        let parts: Vec<&str> = spec.split(':').collect();
+        let (host, guest, readonly) = match parts.as_slice() {
+            [h] => (*h, *h, false),
+            [h, g] => (*h, *g, false),
+            [h, g, "ro"] => (*h, *g, true),
+            [h, g, "rw"] => (*h, *g, false),
+            [_, _, o] => return Err(bad(&format!("unknown option {o:?} (ro or rw)"))),
+            _ => return Err(bad("expected HOST[:CONTAINER[:ro]]")),
+        };
+        if !host.starts_with('/') {
+            return Err(bad("the host path must be absolute"));
+        }
+        if !guest.starts_with('/') {
+            return Err(bad("the container path must be absolute"));
+        }
+        if tracer::path::normalize(guest.as_bytes()) == b"/" {
+            return Err(bad("the container path cannot be /"));
+        }
+        Ok(VolumeSpec {
+            spec: spec.to_string(),
+            host: host.to_string(),
+            guest: guest.to_string(),
+            readonly,
+        })
+    }
+}
+
+/// A binding the engine makes: host path (absolute, canonical) at guest path (normalised).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    pub host: PathBuf,
+    pub guest: String,
+    pub readonly: bool,
+    /// How `--novol` may name it: the host path as given, and `HOST:CONT`.
+    pub names: Vec<String>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    Sysdir,
+    User,
+    Auth,
+}
+
+/// Bound unless `--nosysdirs` (those that exist): upstream's `sysdirs_list`, plus `/etc/hosts`
+/// and `/etc/hostname` (made up in the container directory when the host has none) so that name
+/// resolution and `hostname` work.
+pub const SYSDIRS: &[&str] = &[
+    "/dev",
+    "/proc",
+    "/sys",
+    "/etc/resolv.conf",
+    "/etc/host.conf",
+    "/lib/modules",
+];
+pub const DRI: &[&str] = &["/usr/lib64/dri", "/lib64/dri", "/usr/lib/dri", "/lib/dri"];
+
+/// Every `run` option that shapes the plan, validated.
+#[derive(Debug, Clone, Default)]
+pub struct RunRequest {
+    /// The command and its arguments given after the container.
+    pub args: Vec<String>,
+    /// `--entrypoint`: `Some("")` drops the image's Entrypoint and Cmd.
+    pub entrypoint: Option<String>,
+    pub workdir: Option<String>,
+    pub user: Option<UserSpec>,
+    pub volumes: Vec<VolumeSpec>,
+    pub novol: Vec<String>,
+    /// `-e` items.
+    pub env: Vec<String>,
+    /// `--env-file` contents, read by the caller.
+    pub env_file_lines: Vec<String>,
+    pub hostauth: bool,
+    pub containerauth: bool,
+    pub nosysdirs: bool,
+    pub nometa: bool,
+    pub dri: bool,
+    pub hostenv: bool,
+    pub bindhome: bool,
+    pub cpus: Option<Vec<usize>>,
+    pub kernel: Option<String>,
+}
+
+/// The container to run.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// Empty for `--location`.
+    pub id: String,
+    pub names: Vec<String>,
+    pub root: PathBuf,
+    /// Where `run` writes its files (synthesized passwd/group, hosts): the container directory.
+    pub state_dir: PathBuf,
+    pub meta: ImageMeta,
+    pub mode: ExecMode,
+}
+
+/// Facts about the host, passed in so the planning is testable.
+#[derive(Debug, Clone, Default)]
+pub struct Host {
+    pub env: Vec<(String, String)>,
+    pub user: String,
+    pub home: PathBuf,
+    pub nodename: String,
+    /// Where the host's files are read from (`/` except in tests).
+    pub etc: PathBuf,
+}
+
+impl Host {
+    pub fn current() -> Host {
+        let uid = nix::unistd::getuid();
+        let pw = nix::unistd::User::from_uid(uid).ok().flatten();
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        // $HOME first (batch systems move it), then the password database.
+        let home = std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .filter(|d| d.is_absolute())
+            .or_else(|| pw.as_ref().map(|p| p.dir.clone()))
+            .unwrap_or_else(|| PathBuf::from("/"));
+        Host {
+            env,
+            user: pw
+                .map(|p| p.name)
+                .unwrap_or_else(|| uid.as_raw().to_string()),
+            home,
+            nodename: nix::sys::utsname::uname()
+                .map(|u| u.nodename().to_string_lossy().into_owned())
+                .unwrap_or_else(|_| "localhost".into()),
+            etc: PathBuf::from("/etc"),
+        }
+    }
+}
+
+/// Everything an engine needs to start the container.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub root: PathBuf,
+    pub volumes: Vec<Volume>,
+    pub cwd: String,
+    pub user: RunUser,
+    /// argv[0] is an absolute path in the container.
+    pub argv: Vec<String>,
+    pub env: BTreeMap<String, String>,
+    pub kernel: Option<String>,
+    pub cpus: Option<Vec<usize>>,
+    pub mode: ExecMode,
+    /// Things the user should hear about (ignored items, the default command).
+    pub warnings: Vec<String>,
+}
+
+fn translator(root: &Path, vols: &[Volume]) -> Translator {
+    Translator::new(
+        root.as_os_str().as_bytes(),
+        vols.iter()
+            .map(|v| tracer::Binding {
+                host: v.host.as_os_str().as_bytes().to_vec(),
+                guest: v.guest.as_bytes().to_vec(),
+                readonly: v.readonly,
+            })
+            .collect(),
+    )
+}
+
+/// The host path of a guest path (symlinks followed inside the container), if it resolves.
+fn host_path(tr: &Translator, guest: &str) -> Option<PathBuf> {
+    tr.resolve(&RealFs, guest.as_bytes(), true)
+        .ok()
+        .map(|(_, h)| PathBuf::from(std::ffi::OsString::from_vec(h)))
+}
+
+fn guest_join(dir: &str, name: &str) -> String {
+    let mut s = dir.trim_end_matches('/').to_string();
+    s.push('/');
+    s.push_str(name);
+    String::from_utf8_lossy(&tracer::path::normalize(s.as_bytes())).into_owned()
+}
+
+/// Find the program to run as the shell would: a name with `/` relative to `cwd`, else each
+/// absolute directory of `path` in turn. Returns the guest path (symlinks not resolved, so
+/// multi-call binaries such as busybox see the name they were called by).
+pub fn find_command(
+    tr: &Translator,
+    cmd: &str,
+    cwd: &str,
+    path: &str,
+) -> Result<String, EngineError> {
+    let executable = |guest: &str| -> Option<bool> {
+        let h = host_path(tr, guest)?;
+        let m = fs::metadata(h).ok()?;
+        m.is_file().then_some(m.permissions().mode() & 0o111 != 0)
+    };
+    if cmd.is_empty() {
+        return Err(EngineError::CommandNotFound(cmd.to_string()));
+    }
+    let candidates: Vec<String> = if cmd.contains('/') {
+        vec![if cmd.starts_with('/') {
+            String::from_utf8_lossy(&tracer::path::normalize(cmd.as_bytes())).into_owned()
+        } else {
+            guest_join(cwd, cmd)
+        }]
+    } else {
+        path.split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(|d| guest_join(d, cmd))
+            .collect()
+    };
+    let mut not_exec = false;
+    for c in candidates {
+        match executable(&c) {
+            Some(true) => return Ok(c),
+            Some(false) => not_exec = true,
+            None => {}
+        }
+    }
+    Err(if not_exec {
+        EngineError::NotExecutable(cmd.to_string())
+    } else {
+        EngineError::CommandNotFound(cmd.to_string())
+    })
+}
+
+/// Write `data` to `p` unless it already holds exactly that (a running container may be reading
+/// it; the replacement is atomic).
+fn write_if_changed(p: &Path, data: &[u8]) -> Result<(), EngineError> {
+    if fs::read(p).ok().as_deref() == Some(data) {
+        return Ok(());
+    }
+    crate::fsutil::write_atomic(p, data, 0o644).map_err(io_err("writing", p))
+}
+
+fn canonical_host(p: &str) -> Option<PathBuf> {
+    fs::canonicalize(p).ok()
+}
+
+fn volumes(
+    req: &RunRequest,
+    target: &Target,
+    host: &Host,
+    warnings: &mut Vec<String>,
+) -> Result<Vec<Volume>, EngineError> {
+    let mut sys: Vec<Volume> = Vec::new();
+    let mut add_sys = |h: PathBuf, g: &str, names: Vec<String>| {
+        sys.push(Volume {
+            host: h,
+            guest: g.to_string(),
+            readonly: false,
+            names,
+            origin: Origin::Sysdir,
+        })
+    };
+    if !req.nosysdirs {
+        for d in SYSDIRS {
+            if let Some(h) = canonical_host(d) {
+                add_sys(h, d, vec![d.to_string()]);
+            }
+        }
+        // /etc/hosts and /etc/hostname: the host's, else small files of our own.
+        for (name, fallback) in [
+            (
+                "hosts",
+                "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n".to_string(),
+            ),
+            ("hostname", format!("{}\n", host.nodename)),
+        ] {
+            let hp = host.etc.join(name);
+            let g = format!("/etc/{name}");
+            let h = match fs::canonicalize(&hp) {
+                Ok(h) if h.is_file() => h,
+                _ => {
+                    let p = target.state_dir.join(name);
+                    write_if_changed(&p, fallback.as_bytes())?;
+                    p
+                }
+            };
+            add_sys(h, &g, vec![g.clone()]);
+        }
+    }
+    if req.dri {
+        for d in DRI {
+            if let Some(h) = canonical_host(d) {
+                add_sys(h, d, vec![d.to_string()]);
+            }
+        }
+    }
+    if req.bindhome {
+        if let Some(h) = canonical_host(&host.home.to_string_lossy()) {
+            let g = host.home.to_string_lossy().into_owned();
+            add_sys(h, &g, vec![g.clone()]);
+        }
+    }
+    let mut user = Vec::new();
+    for v in &req.volumes {
+        let h = fs::canonicalize(&v.host).map_err(|e| {
+            EngineError::InvalidVolume(v.spec.clone(), format!("host path {}: {e}", v.host))
+        })?;
+        let guest =
+            String::from_utf8_lossy(&tracer::path::normalize(v.guest.as_bytes())).into_owned();
+        user.push(Volume {
+            host: h,
+            guest: guest.clone(),
+            readonly: v.readonly,
+            names: vec![
+                v.host.clone(),
+                format!("{}:{}", v.host, v.guest),
+                v.spec.clone(),
+            ],
+            origin: Origin::User,
+        });
+    }
+    // A user volume replaces a system one at the same place; later -v replace earlier ones.
+    let mut all: Vec<Volume> = Vec::new();
+    for v in sys.into_iter().chain(user) {
+        all.retain(|o| o.guest != v.guest);
+        all.push(v);
+    }
+    for n in &req.novol {
+        let before = all.len();
+        all.retain(|v| !v.names.iter().any(|x| x == n));
+        if all.len() == before {
+            warnings.push(format!("--novol={n}: no such volume"));
+        }
+    }
+    Ok(all)
+}
+
+/// Build the plan: volumes, user and its passwd/group, working directory, environment, command.
+/// Writes only small files into `target.state_dir` (hosts, hostname, passwd, group).
+pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, EngineError> {
+    let mut warnings = Vec::new();
+    let empty = ImageMeta::default();
+    let meta = if req.nometa { &empty } else { &target.meta };
+    let mut vols = volumes(req, target, host, &mut warnings)?;
+
+    // The user, from the container's password database as the volumes show it.
+    let tr = translator(&target.root, &vols);
+    let read_guest = |g: &str| -> String {
+        host_path(&tr, g)
+            .and_then(|h| fs::read_to_string(h).ok())
+            .unwrap_or_default()
+    };
+    let (passwd_base, group_base) = if req.hostauth {
+        let r = |n: &str| fs::read_to_string(host.etc.join(n)).unwrap_or_default();
+        (r("passwd"), r("group"))
+    } else {
+        (read_guest("/etc/passwd"), read_guest("/etc/group"))
+    };
+    let spec = match (&req.user, &meta.user) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(u)) => Some(users::parse_user_spec(u)?),
+        (None, None) => None,
+    };
+    let mut user = users::resolve_user(spec.as_ref(), &users::parse_passwd(&passwd_base))?;
+    if req.bindhome {
+        user.entry.home = host.home.to_string_lossy().into_owned();
+    }
+    let user_volume_at: Vec<bool> = ["/etc/passwd", "/etc/group"]
+        .iter()
+        .map(|g| {
+            vols.iter()
+                .any(|v| v.guest == *g && v.origin == Origin::User)
+        })
+        .collect();
+    if !req.containerauth {
+        let tag = format!("{}.{}.{}", user.entry.name, user.entry.uid, user.entry.gid);
+        for (i, (name, data)) in [
+            ("passwd", users::synth_passwd(&passwd_base, &user)),
+            ("group", users::synth_group(&group_base, &user)),
+        ]
+        .into_iter()
+        .enumerate()
+        {
+            // A volume over the file is the user's choice: nothing is synthesized (upstream).
+            if user_volume_at[i] {
+                continue;
+            }
+            let g = format!("/etc/{name}");
+            let p = target.state_dir.join(format!("{name}.{tag}"));
+            write_if_changed(&p, data.as_bytes())?;
+            vols.retain(|v| v.guest != g);
+            vols.push(Volume {
+                host: p,
+                guest: g.clone(),
+                readonly: false,
+                names: vec![g],
+                origin: Origin::Auth,
+            });
+        }
+    }
+    let tr = translator(&target.root, &vols);
+    let is_dir = |g: &str| host_path(&tr, g).is_some_and(|h| h.is_dir());
+
+    // Working directory: -w, the image's, else / for root and the home directory otherwise.
+    let cwd = if let Some(w) = &req.workdir {
+        if !w.starts_with('/') || !is_dir(w) {
+            return Err(EngineError::InvalidWorkdir(w.clone()));
+        }
+        w.clone()
+    } else if let Some(w) = &meta.workdir {
+        if !w.starts_with('/') {
+            return Err(EngineError::InvalidWorkdir(w.clone()));
+        }
+        if !is_dir(w) {
+            // docker creates the image's WorkingDir when it is missing.
+            let h = host_path(&tr, w).ok_or_else(|| EngineError::InvalidWorkdir(w.clone()))?;
+            fs::create_dir_all(&h).map_err(|_| EngineError::InvalidWorkdir(w.clone()))?;
+        }
+        w.clone()
+    } else if !user.is_root() && is_dir(&user.entry.home) {
+        user.entry.home.clone()
+    } else {
+        "/".to_string()
+    };
+    let cwd = String::from_utf8_lossy(&tracer::path::normalize(cwd.as_bytes())).into_owned();
+
+    let names = target.names.clone();
+    let root_s = target.root.to_string_lossy().into_owned();
+    let (env, env_warnings) = env::build(&env::EnvInput {
+        host: &host.env,
+        hostenv: req.hostenv,
+        image: &meta.env,
+        env_file_lines: req.env_file_lines.clone(),
+        cli: &req.env,
+        home: &user.entry.home,
+        user: &user.entry.name,
+        container_id: &target.id,
+        container_root: &root_s,
+        exec_mode: target.mode.as_str(),
+        names: &names,
+        ruser: &host.user,
+    });
+    warnings.extend(env_warnings);
+
+    // The command: docker's rules for Entrypoint and Cmd.
+    let mut argv: Vec<String> = match &req.entrypoint {
+        Some(e) if e.trim().is_empty() => req.args.clone(),
+        Some(e) => e
+            .split_whitespace()
+            .map(str::to_string)
+            .chain(req.args.iter().cloned())
+            .collect(),
+        None => {
+            let mut v = meta.entrypoint.clone().unwrap_or_default();
+            if req.args.is_empty() {
+                v.extend(meta.cmd.clone().unwrap_or_default());
+            } else {
+                v.extend(req.args.iter().cloned());
+            }
+            v
+        }
+    };
+    let path = env.get("PATH").cloned().unwrap_or_default();
+    if argv.is_empty() {
+        let sh = find_command(&tr, "bash", &cwd, &path)
+            .or_else(|_| find_command(&tr, "sh", &cwd, &path))
+            .map_err(|_| EngineError::CommandNotFound("sh (no command given)".into()))?;
+        warnings.push(format!("no command given, running {sh}"));
+        argv.push(sh);
+    } else {
+        argv[0] = find_command(&tr, &argv[0], &cwd, &path)?;
+    }
+    Ok(Plan {
+        root: target.root.clone(),
+        volumes: vols,
+        cwd,
+        user,
+        argv,
+        env,
+        kernel: req.kernel.clone(),
+        cpus: req.cpus.clone(),
+        mode: target.mode,
+        warnings,
+    })
+}
+
+/// `--cpuset-cpus=0,2-3` → the CPU numbers (sorted, unique).
+pub fn parse_cpuset(s: &str) -> Result<Vec<usize>, EngineError> {
+    let bad = || EngineError::InvalidCpuset(s.to_string());
+    let num = |t: &str| -> Result<usize, EngineError> {
+        let t = t.trim();
+        if t.is_empty() || t.len() > 5 || !t.bytes().all(|b| b.is_ascii_digit()) {
+            return Err(bad());
+        }
+        t.parse().map_err(|_| bad())
+    };
+    let mut out = Vec::new();
+    for part in s.split(',') {
+        match part.split_once('-') {
+            Some((a, b)) => {
+                let (a, b) = (num(a)?, num(b)?);
+                if a > b || b >= 4096 {
+                    return Err(bad());
+                }
+                out.extend(a..=b);
+            }
+            None => {
+                let n = num(part)?;
+                if n >= 4096 {
+                    return Err(bad());
+                }
+                out.push(n);
+            }
+        }
+    }
+    out.sort_unstable();
+    out.dedup();
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests;
