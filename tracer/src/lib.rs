@@ -81,5 +81,17 @@ impl std::error::Error for TracerError {}
 /// described by `cfg`. Returns the exit status of the first process: its exit code, or 128+N
 /// when it was killed by signal N.
 pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
-    tracer::run(cfg, argv, envp)
+    let program = argv.first().cloned().unwrap_or_default();
+    tracer::run(cfg, &program, argv, envp)
+}
+
+/// As [`run`], with the program to execute given apart from argv (argv[0] stays as typed, as a
+/// shell passes it: `ls`, not `/usr/bin/ls`).
+pub fn run_program(
+    cfg: &Config,
+    program: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+) -> Result<i32, TracerError> {
+    tracer::run(cfg, program, argv, envp)
 }

@@ -123,7 +123,16 @@ extern "C" fn on_signal(sig: libc::c_int, info: *mut libc::siginfo_t, _ctx: *mut
 }
 
 /// Catch SIGINT, SIGTERM, SIGHUP, SIGQUIT without SA_RESTART so waitpid returns EINTR.
+/// SIGSEGV and SIGBUS go back to their default action: Rust's stack-overflow handler would
+/// swallow one sent with kill(2), and the tracer must die on it (its guest then dies with it,
+/// PTRACE_O_EXITKILL), as PRoot does.
 pub fn install_forwarders() {
+    for sig in [libc::SIGSEGV, libc::SIGBUS] {
+        // SAFETY: restoring the default disposition of a signal has no memory effects.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
     for sig in [
         libc::SIGINT,
         libc::SIGTERM,

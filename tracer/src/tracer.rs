@@ -112,7 +112,12 @@ fn cstring(v: &[u8]) -> Result<CString, TracerError> {
     CString::new(v.to_vec()).map_err(|_| TracerError::Config("NUL byte in argument".into()))
 }
 
-pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
+pub fn run(
+    cfg: &Config,
+    program: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+) -> Result<i32, TracerError> {
     if argv.is_empty() {
         return Err(TracerError::Config("no command".into()));
     }
@@ -157,7 +162,7 @@ pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, Trac
     };
     let p2 = filter.is_none();
     let plan = sys::ChildPlan::new(
-        cstring(&argv[0])?,
+        cstring(program)?,
         argv.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
         envp.iter().map(|a| cstring(a)).collect::<Result<_, _>>()?,
         cstring(&cwd_host)?,

@@ -4,7 +4,7 @@
 //! -0/--root-id, -i/--change-id UID:GID, -k/--kernel-release, --kill-on-exit, -v/--verbose,
 //! -R (rootfs with the recommended host bindings), -S (-R plus -0). PROOT_NO_SECCOMP=1 forces P2.
 
-use std::os::unix::ffi::OsStringExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 fn usage() -> String {
@@ -27,7 +27,7 @@ const RECOMMENDED: &[&str] = &[
 fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
     let (h, g) = match spec.split_once(':') {
         Some((h, g)) => (h, g),
-        None => (spec, spec),
+        None => (spec, ""),
     };
     let host = match std::fs::canonicalize(h) {
         Ok(p) => p,
@@ -35,6 +35,12 @@ fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
             eprintln!("proot warning: can't sanitize binding \"{h}\": no such file or directory");
             return Ok(None);
         }
+    };
+    // `-b HOST` binds at the same (canonical) path; a relative guest path is refused.
+    let g = if g.is_empty() {
+        host.to_string_lossy().into_owned()
+    } else {
+        g.to_string()
     };
     if !g.starts_with('/') {
         return Err(format!("binding {spec}: the guest path must be absolute"));
@@ -114,9 +120,11 @@ fn run(args: &[String]) -> Result<u8, String> {
             "-k" | "--kernel-release" => kernel = Some(value(&mut i, a)?),
             "--kill-on-exit" => kill_on_exit = true,
             "-v" | "--verbose" => {
-                verbose = value(&mut i, a)?
+                // PRoot takes any integer; negative means quieter than the default.
+                let v: i32 = value(&mut i, a)?
                     .parse()
-                    .map_err(|_| "bad verbose level".to_string())?
+                    .map_err(|_| "bad verbose level".to_string())?;
+                verbose = v.clamp(0, 9) as u8;
             }
             "-h" | "--help" => {
                 println!("{}", usage());
@@ -143,11 +151,43 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
         }
     }
+    let root = root.unwrap_or_else(|| PathBuf::from("/"));
+    let root_abs =
+        std::fs::canonicalize(&root).map_err(|e| format!("rootfs {}: {e}", root.display()))?;
+    let tr = tracer::path::Translator::new(root_abs.as_os_str().as_bytes(), binds.clone());
+    // PRoot's default working directory is the current one when the guest can see it, else /;
+    // a relative -w starts from there.
+    let here = std::env::current_dir()
+        .ok()
+        .and_then(|d| tr.to_guest(d.as_os_str().as_bytes()))
+        .unwrap_or_else(|| b"/".to_vec());
+    let mut cwd = match cwd {
+        None => here.clone(),
+        Some(w) if w.starts_with('/') => w.into_bytes(),
+        Some(w) => {
+            let mut p = here.clone();
+            p.push(b'/');
+            p.extend_from_slice(w.as_bytes());
+            tracer::path::normalize(&p)
+        }
+    };
+    let is_dir = |g: &[u8]| {
+        tr.resolve(&tracer::path::RealFs, g, true)
+            .is_ok_and(|(_, h)| Path::new(std::ffi::OsStr::from_bytes(&h)).is_dir())
+    };
+    if !is_dir(&cwd) {
+        eprintln!(
+            "proot warning: can't chdir(\"{}\") in the guest rootfs, using \"/\"",
+            String::from_utf8_lossy(&cwd)
+        );
+        cwd = b"/".to_vec();
+    }
     let mut argv: Vec<Vec<u8>> = args[i..].iter().map(|a| a.as_bytes().to_vec()).collect();
     if argv.is_empty() {
         argv.push(b"/bin/sh".to_vec());
     }
-    let envp: Vec<Vec<u8>> = std::env::vars_os()
+    let mut envp: Vec<Vec<u8>> = std::env::vars_os()
+        .filter(|(k, _)| k != "PWD")
         .map(|(k, v)| {
             let mut e = k.into_vec();
             e.push(b'=');
@@ -155,15 +195,46 @@ fn run(args: &[String]) -> Result<u8, String> {
             e
         })
         .collect();
+    let mut pwd = b"PWD=".to_vec();
+    pwd.extend_from_slice(&cwd);
+    envp.push(pwd);
+    // A bare command name is looked up in $PATH inside the guest, as a shell would; argv[0]
+    // keeps what was typed.
+    let program = if argv[0].contains(&b'/') {
+        argv[0].clone()
+    } else {
+        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        let found = path
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .find_map(|d| {
+                let mut g = d.as_bytes().to_vec();
+                g.push(b'/');
+                g.extend_from_slice(&argv[0]);
+                let (_, h) = tr.resolve(&tracer::path::RealFs, &g, true).ok()?;
+                let hp = Path::new(std::ffi::OsStr::from_bytes(&h));
+                (hp.is_file() && nix::unistd::access(hp, nix::unistd::AccessFlags::X_OK).is_ok())
+                    .then_some(g)
+            });
+        match found {
+            Some(g) => g,
+            None => {
+                return Err(format!(
+                    "can't find executable \"{}\" in the guest's PATH",
+                    String::from_utf8_lossy(&argv[0])
+                ))
+            }
+        }
+    };
     let mode = if std::env::var_os("PROOT_NO_SECCOMP").is_some_and(|v| !v.is_empty() && v != "0") {
         tracer::Mode::P2
     } else {
         tracer::Mode::Auto
     };
     let cfg = tracer::Config {
-        root: root.unwrap_or_else(|| PathBuf::from("/")),
+        root: root_abs,
         bindings: binds,
-        cwd: cwd.unwrap_or_else(|| "/".into()).into_bytes(),
+        cwd,
         fake_id: fake,
         kernel_release: kernel,
         kill_on_exit,
@@ -171,6 +242,6 @@ fn run(args: &[String]) -> Result<u8, String> {
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         verbose,
     };
-    let code = tracer::run(&cfg, &argv, &envp).map_err(|e| e.to_string())?;
+    let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
     Ok(code.clamp(0, 255) as u8)
 }
