@@ -373,9 +373,13 @@ fn translator(root: &Path, vols: &[Volume]) -> Translator {
 
 /// The host path of a guest path (symlinks followed inside the container), if it resolves.
 fn host_path(tr: &Translator, guest: &str) -> Option<PathBuf> {
-    tr.resolve(&RealFs, guest.as_bytes(), true)
-        .ok()
-        .map(|(_, h)| PathBuf::from(std::ffi::OsString::from_vec(h)))
+    let h = match tr.resolve(&RealFs, guest.as_bytes(), true) {
+        Ok((_, h)) => h,
+        // Below a missing directory (a workdir to create): the lexical mapping.
+        Err(nix::errno::Errno::ENOENT) => tr.map(&tracer::path::normalize(guest.as_bytes())),
+        Err(_) => return None,
+    };
+    Some(PathBuf::from(std::ffi::OsString::from_vec(h)))
 }
 
 fn guest_join(dir: &str, name: &str) -> String {
