@@ -68,7 +68,14 @@ pub fn run(ctx: &Ctx, pid: Pid, r: &Regs, n: i64, guest: &[u8], host: &[u8]) -> 
                 _ => ((r.arg(3) as i32) & AT_SYMLINK_NOFOLLOW, r.arg(2)),
             };
             // The path we resolved already followed (or not) the last link as asked.
-            let (rv, mut st) = sys::fstatat(&hp, flags);
+            let (mut rv, mut st) = sys::fstatat(&hp, flags);
+            if rv == -(libc::ENOENT as i64) && ctx.tr.leads_to_binding(guest) {
+                // A directory the rootfs lacks above a binding: show it as a directory
+                // (PRoot creates such "glue" directories; we describe the root instead).
+                if let Ok(root) = CString::new(ctx.tr.root().to_vec()) {
+                    (rv, st) = sys::fstatat(&root, 0);
+                }
+            }
             if rv == 0 {
                 fake(&mut st.st_uid, &mut st.st_gid);
                 if let Err(e) = put(buf, sys::struct_bytes(&st)) {
@@ -79,7 +86,12 @@ pub fn run(ctx: &Ctx, pid: Pid, r: &Regs, n: i64, guest: &[u8], host: &[u8]) -> 
         }
         nr::STATX => {
             let flags = (r.arg(2) as i32) & (AT_SYMLINK_NOFOLLOW | AT_STATX_SYNC_TYPE);
-            let (rv, mut st) = sys::statx(&hp, flags, r.arg(3) as u32);
+            let (mut rv, mut st) = sys::statx(&hp, flags, r.arg(3) as u32);
+            if rv == -(libc::ENOENT as i64) && ctx.tr.leads_to_binding(guest) {
+                if let Ok(root) = CString::new(ctx.tr.root().to_vec()) {
+                    (rv, st) = sys::statx(&root, flags, r.arg(3) as u32);
+                }
+            }
             if rv == 0 {
                 fake(&mut st.stx_uid, &mut st.stx_gid);
                 if let Err(e) = put(r.arg(4), sys::struct_bytes(&st)) {

@@ -20,6 +20,8 @@ pub struct ExecPlan {
     pub program: Vec<u8>,
     /// Run through the guest's ld.so (so the kernel names the task after the loader).
     pub via_loader: bool,
+    /// argv[0] to write over the program path the loader received (no `--argv0` support).
+    pub argv0_patch: Option<Vec<u8>>,
 }
 
 fn open_host(h: &[u8]) -> Result<File, Errno> {
@@ -181,6 +183,7 @@ pub fn plan(
                 argv,
                 program: g,
                 via_loader: false,
+                argv0_patch: None,
             }),
             Some(interp) => {
                 let (_, lh) = ctx
@@ -197,9 +200,14 @@ pub fn plan(
                 }
                 let argv0 = argv.first().cloned().unwrap_or_else(|| g.clone());
                 let mut new = vec![interp];
+                let mut argv0_patch = None;
                 if supports_argv0(ctx, &lh) {
                     new.push(b"--argv0".to_vec());
                     new.push(argv0);
+                } else if argv0 != g {
+                    // Older loaders give the program the path they were handed as argv[0]:
+                    // patched in place once the loader has opened the program.
+                    argv0_patch = Some(argv0);
                 }
                 new.push(g.clone());
                 new.extend(argv.into_iter().skip(1));
@@ -208,6 +216,7 @@ pub fn plan(
                     argv: new,
                     program: g,
                     via_loader: true,
+                    argv0_patch,
                 })
             }
         };

@@ -34,9 +34,21 @@ pub trait FsView {
     fn readlink(&self, host: &[u8]) -> Option<Vec<u8>>;
 }
 
-/// The real host file system (lstat(2), readlink(2)).
-#[derive(Debug, Clone, Copy)]
-pub struct RealFs;
+/// The real host file system (lstat(2), readlink(2)), as seen by one guest task: the
+/// `/proc/self` and `/proc/thread-self` links name that task, not the tracer reading them.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RealFs {
+    pub task: Option<i32>,
+}
+
+#[allow(non_upper_case_globals)]
+pub const RealFs: RealFs = RealFs { task: None };
+
+impl RealFs {
+    pub fn for_task(pid: i32) -> RealFs {
+        RealFs { task: Some(pid) }
+    }
+}
 
 impl FsView for RealFs {
     fn kind(&self, host: &[u8]) -> Option<Kind> {
@@ -51,6 +63,13 @@ impl FsView for RealFs {
 
     fn readlink(&self, host: &[u8]) -> Option<Vec<u8>> {
         use std::os::unix::ffi::{OsStrExt, OsStringExt};
+        if let Some(pid) = self.task {
+            match host {
+                b"/proc/self" => return Some(pid.to_string().into_bytes()),
+                b"/proc/thread-self" => return Some(format!("{pid}/task/{pid}").into_bytes()),
+                _ => {}
+            }
+        }
         nix::fcntl::readlink(std::ffi::OsStr::from_bytes(host))
             .ok()
             .map(|s| s.into_vec())
@@ -251,8 +270,11 @@ impl Translator {
                         return Err(Errno::ENOENT);
                     }
                     // Magic links of a bound /proc (cwd, root, exe, fd/N) hold host paths.
+                    // `/proc/PID/root` of a guest task is the guest's own `/`.
+                    let is_root_link = host.ends_with(b"/root") && target == b"/";
                     if target[0] == b'/'
                         && host.starts_with(b"/proc/")
+                        && !is_root_link
                         && self.map(b"/proc").starts_with(b"/proc")
                     {
                         match self.to_guest(&target) {
@@ -302,7 +324,7 @@ impl Translator {
     }
 
     /// Is `guest` a binding's guest path or one of its ancestors?
-    fn leads_to_binding(&self, guest: &[u8]) -> bool {
+    pub fn leads_to_binding(&self, guest: &[u8]) -> bool {
         self.bindings
             .iter()
             .any(|b| strip_prefix(&b.guest, guest).is_some())

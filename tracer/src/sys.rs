@@ -76,6 +76,9 @@ pub fn spawn_stopped(plan: &ChildPlan) -> nix::Result<Pid> {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
         libc::sigprocmask(libc::SIG_SETMASK, &set, std::ptr::null_mut());
+        // Rust's runtime ignores SIGPIPE; an ignored signal stays ignored across execve, and a
+        // guest pipeline (`yes | head`) must die of SIGPIPE as it would natively.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         libc::kill(libc::getpid(), libc::SIGSTOP);
         if libc::chdir(plan.cwd.as_ptr()) != 0 {
             libc::_exit(126);

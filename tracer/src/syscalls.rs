@@ -343,7 +343,12 @@ fn resolve_arg(
     };
     let abs = self_to_pid(&abs, pid, follow);
     ctx.tr
-        .resolve_with(&ctx.fs, &abs, follow, !matches!(a.follow, Follow::Create))
+        .resolve_with(
+            &crate::path::RealFs::for_task(pid.as_raw()),
+            &abs,
+            follow,
+            !matches!(a.follow, Follow::Create),
+        )
         .map(Some)
 }
 
@@ -392,6 +397,20 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     // x32 calls would bypass the table (P2 sees them; P1's filter already refused them).
     if n & 0x4000_0000 != 0 {
         return skip(ctx, r, -(libc::ENOSYS as i64));
+    }
+    // argv[0] for loaders without --argv0 (see Tracee::argv0_patch): once the loader has
+    // opened the program (it did if it asks for anything else after that open).
+    if let Some(t) = ctx.tracees.get_mut(&pid) {
+        if t.program_opened {
+            if let Some((addr, len, want)) = t.argv0_patch.take() {
+                if want.len() <= len {
+                    let mut v = want;
+                    v.resize(len + 1, 0);
+                    let _ = mem::write(pid, addr, &v);
+                }
+            }
+            t.program_opened = false;
+        }
     }
     // Name the task after its program (see Tracee::pending_comm): this call becomes
     // prctl(PR_SET_NAME) and is restarted afterwards.
@@ -483,28 +502,45 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     }
     if let Some((uid, gid)) = fake {
         match n {
-            nr::GETUID | nr::GETEUID => return skip(ctx, r, uid as i64),
-            nr::GETGID | nr::GETEGID => return skip(ctx, r, gid as i64),
-            nr::SETUID
+            nr::GETUID
+            | nr::GETEUID
+            | nr::GETGID
+            | nr::GETEGID
+            | nr::SETUID
             | nr::SETGID
             | nr::SETREUID
             | nr::SETREGID
             | nr::SETRESUID
             | nr::SETRESGID
-            | nr::SETGROUPS
-            | nr::FCHOWN => return skip(ctx, r, 0),
-            // setfsuid returns the previous fsuid.
-            nr::SETFSUID => return skip(ctx, r, uid as i64),
-            nr::SETFSGID => return skip(ctx, r, gid as i64),
+            | nr::SETFSUID
+            | nr::SETFSGID
+            | nr::SETGROUPS => {
+                let creds = ctx
+                    .tracees
+                    .get(&pid)
+                    .and_then(|t| t.creds)
+                    .unwrap_or(crate::tracer::Creds::new(uid, gid));
+                let (v, new) = creds.apply(n, [r.arg(0), r.arg(1), r.arg(2)]);
+                if let Some(t) = ctx.tracees.get_mut(&pid) {
+                    t.creds = Some(new);
+                }
+                return skip(ctx, r, v);
+            }
+            nr::FCHOWN => return skip(ctx, r, 0),
             nr::GETRESUID | nr::GETRESGID => {
-                let id = if n == nr::GETRESUID { uid } else { gid };
+                let c = ctx
+                    .tracees
+                    .get(&pid)
+                    .and_then(|t| t.creds)
+                    .unwrap_or(crate::tracer::Creds::new(uid, gid));
+                let ids = if n == nr::GETRESUID { c.uid } else { c.gid };
                 save(
                     ctx,
                     pid,
                     orig,
                     ExitAction::ResIds {
                         ptrs: [r.arg(0), r.arg(1), r.arg(2)],
-                        id,
+                        ids,
                     },
                 );
                 return true;
@@ -544,6 +580,14 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             _ => {}
         }
     }
+    if n == nr::OPENAT2 {
+        if let Some(v) = openat2_scoped(ctx, pid, &r) {
+            return match v {
+                Ok(()) => false,
+                Err(e) => skip(ctx, r, -(e as i64)),
+            };
+        }
+    }
     let Some(specs) = spec(n) else {
         // Socket calls and anything else traced without a path rule.
         return enter_other(ctx, pid, r, orig, action);
@@ -570,6 +614,13 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             Ok(Some((g, h))) => {
                 if writes_here && ctx.tr.is_readonly(&g) {
                     return skip(ctx, r, -(libc::EROFS as i64));
+                }
+                if matches!(n, nr::OPEN | nr::OPENAT) {
+                    if let Some(t) = ctx.tracees.get_mut(&pid) {
+                        if t.argv0_patch.is_some() && t.exe.as_deref() == Some(&g[..]) {
+                            t.program_opened = true;
+                        }
+                    }
                 }
                 if specs.len() == 1 && crate::emulate::is_emulated(n) {
                     let v = crate::emulate::run(ctx, pid, &r, n, &g, &h);
@@ -634,6 +685,69 @@ pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<
         }
     }
     text
+}
+
+/// openat2(2)'s `resolve` flags (struct open_how: flags, mode, resolve; 24 bytes).
+/// RESOLVE_IN_ROOT/RESOLVE_BENEATH scope the lookup to the dirfd, which the kernel does right
+/// on the host directory itself: the call runs untouched (Some(Ok)). RESOLVE_NO_SYMLINKS and
+/// RESOLVE_NO_MAGICLINKS would see no link in our already-resolved host path: we check them on
+/// the guest path first (Some(Err(ELOOP))). None: translate as usual.
+fn openat2_scoped(ctx: &Ctx, pid: Pid, r: &Regs) -> Option<Result<(), Errno>> {
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+    const RESOLVE_BENEATH: u64 = 0x08;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    if r.arg(3) < 24 {
+        return None;
+    }
+    let how = mem::read(pid, r.arg(2), 24).ok()?;
+    let resolve = u64::from_ne_bytes(how[16..24].try_into().expect("8 bytes"));
+    if resolve & (RESOLVE_IN_ROOT | RESOLVE_BENEATH) != 0 {
+        return Some(Ok(()));
+    }
+    if resolve & (RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS) == 0 {
+        return None;
+    }
+    let raw = mem::read_cstr(pid, r.arg(1), PATH_MAX).ok()?;
+    let abs = if raw.first() == Some(&b'/') {
+        raw
+    } else {
+        let (_, mut base) = base_dirs(ctx, pid, r.arg(0) as i32 as i64)?;
+        base.push(b'/');
+        base.extend_from_slice(&raw);
+        base
+    };
+    let guest = crate::path::normalize(&abs);
+    if resolve & RESOLVE_NO_SYMLINKS != 0 {
+        // Any symlink on the way (the last component included) is refused.
+        let fs = crate::path::RealFs::for_task(pid.as_raw());
+        let mut prefix = Vec::new();
+        for c in guest.split(|b| *b == b'/').filter(|c| !c.is_empty()) {
+            prefix.push(b'/');
+            prefix.extend_from_slice(c);
+            if fs.kind(&ctx.tr.map(&prefix)) == Some(crate::path::Kind::Symlink) {
+                return Some(Err(Errno::ELOOP));
+            }
+        }
+    }
+    if resolve & RESOLVE_NO_MAGICLINKS != 0 {
+        let g = self_to_pid(&guest, pid, true);
+        if let Some((_, tail)) = proc_pid_of(&g, pid) {
+            let first = tail
+                .split(|b| *b == b'/')
+                .find(|c| !c.is_empty())
+                .unwrap_or(b"");
+            let t: &[u8] = if tail.starts_with(b"/task/") {
+                b""
+            } else {
+                first
+            };
+            if matches!(t, b"exe" | b"cwd" | b"root" | b"fd" | b"map_files") && tail != b"/fd" {
+                return Some(Err(Errno::ELOOP));
+            }
+        }
+    }
+    None
 }
 
 /// Would this call change the file system at its path arguments? (For read-only bindings.)
@@ -737,6 +851,11 @@ fn translate_sockaddr(ctx: &Ctx, pid: Pid, addr: u64, len: usize) -> Option<Vec<
         return None;
     }
     let path: Vec<u8> = raw[2..].iter().copied().take_while(|b| *b != 0).collect();
+    // A relative name without `..` is found by the kernel from the (host) working directory
+    // just as in the guest, and getsockname must give it back as it was bound.
+    if path[0] != b'/' && !path.split(|b| *b == b'/').any(|c| c == b"..") {
+        return None;
+    }
     let abs = if path[0] == b'/' {
         path
     } else {
@@ -865,6 +984,7 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     setregs(pid, &r);
     if let Some(t) = ctx.tracees.get_mut(&pid) {
         t.via_loader = plan.via_loader;
+        t.argv0_wanted = plan.argv0_patch;
         t.pending_exe = Some(plan.program);
         t.saved = Some(Saved {
             orig,
@@ -982,10 +1102,10 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
-        ExitAction::ResIds { ptrs, id } => {
+        ExitAction::ResIds { ptrs, ids } => {
             if ret == 0 {
-                for p in ptrs {
-                    let _ = mem::write(pid, p, &id.to_ne_bytes());
+                for (p, id) in ptrs.iter().zip(ids) {
+                    let _ = mem::write(pid, *p, &id.to_ne_bytes());
                 }
             }
         }

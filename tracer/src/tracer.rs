@@ -39,8 +39,8 @@ pub enum ExitAction {
     },
     /// stat family with a fake id: report the user's files as owned by it.
     StatIds { buf: u64, statx: bool },
-    /// getresuid/getresgid with a fake id.
-    ResIds { ptrs: [u64; 3], id: u32 },
+    /// getresuid/getresgid with a fake id: real, effective, saved.
+    ResIds { ptrs: [u64; 3], ids: [u32; 3] },
     /// getsockname/getpeername: AF_UNIX host path back to the guest's.
     SockName { addr: u64, lenp: u64 },
     /// uname with `-k`.
@@ -49,6 +49,133 @@ pub enum ExitAction {
     Exec,
     /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
     Reexec,
+}
+
+/// The fake credentials of a guest process under `-0`/`-i` (credentials(7)): what the id
+/// calls report and how the set*id calls change them, with the kernel's permission rules
+/// (an effective id 0 may set anything, others only their real, effective or saved id).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Creds {
+    pub uid: [u32; 3],
+    pub gid: [u32; 3],
+    pub fsuid: u32,
+    pub fsgid: u32,
+}
+
+impl Creds {
+    pub fn new(uid: u32, gid: u32) -> Creds {
+        Creds {
+            uid: [uid; 3],
+            gid: [gid; 3],
+            fsuid: uid,
+            fsgid: gid,
+        }
+    }
+
+    /// Apply an id call; returns (its return value, the new credentials).
+    pub fn apply(mut self, n: i64, a: [u64; 3]) -> (i64, Creds) {
+        use crate::arch::nr;
+        const EPERM: i64 = -(libc::EPERM as i64);
+        let privileged = self.uid[1] == 0;
+        let keep = |v: u64| v as u32 == u32::MAX; // -1: unchanged
+        let ok_uid = |c: &Creds, v: u32| privileged || c.uid.contains(&v);
+        let ok_gid = |c: &Creds, v: u32| privileged || c.gid.contains(&v);
+        match n {
+            nr::GETUID => (self.uid[0] as i64, self),
+            nr::GETEUID => (self.uid[1] as i64, self),
+            nr::GETGID => (self.gid[0] as i64, self),
+            nr::GETEGID => (self.gid[1] as i64, self),
+            nr::SETUID => {
+                let v = a[0] as u32;
+                if privileged {
+                    self.uid = [v; 3];
+                } else if self.uid[0] == v || self.uid[2] == v {
+                    self.uid[1] = v;
+                } else {
+                    return (EPERM, self);
+                }
+                self.fsuid = self.uid[1];
+                (0, self)
+            }
+            nr::SETGID => {
+                let v = a[0] as u32;
+                if privileged {
+                    self.gid = [v; 3];
+                } else if self.gid[0] == v || self.gid[2] == v {
+                    self.gid[1] = v;
+                } else {
+                    return (EPERM, self);
+                }
+                self.fsgid = self.gid[1];
+                (0, self)
+            }
+            nr::SETRESUID | nr::SETREUID => {
+                let vals = if n == nr::SETREUID {
+                    [a[0], a[1], u64::from(u32::MAX)]
+                } else {
+                    a
+                };
+                let mut c = self;
+                for (i, v) in vals.iter().enumerate() {
+                    if !keep(*v) {
+                        if !ok_uid(&self, *v as u32) {
+                            return (EPERM, self);
+                        }
+                        c.uid[i] = *v as u32;
+                    }
+                }
+                // setreuid: the saved id follows a change of the real id or an effective id
+                // other than the real one (setreuid(2)).
+                if n == nr::SETREUID
+                    && (!keep(vals[0]) || (!keep(vals[1]) && c.uid[1] != self.uid[0]))
+                {
+                    c.uid[2] = c.uid[1];
+                }
+                c.fsuid = c.uid[1];
+                (0, c)
+            }
+            nr::SETRESGID | nr::SETREGID => {
+                let vals = if n == nr::SETREGID {
+                    [a[0], a[1], u64::from(u32::MAX)]
+                } else {
+                    a
+                };
+                let mut c = self;
+                for (i, v) in vals.iter().enumerate() {
+                    if !keep(*v) {
+                        if !ok_gid(&self, *v as u32) {
+                            return (EPERM, self);
+                        }
+                        c.gid[i] = *v as u32;
+                    }
+                }
+                if n == nr::SETREGID
+                    && (!keep(vals[0]) || (!keep(vals[1]) && c.gid[1] != self.gid[0]))
+                {
+                    c.gid[2] = c.gid[1];
+                }
+                c.fsgid = c.gid[1];
+                (0, c)
+            }
+            // setfsuid/setfsgid return the previous value whether or not they change it.
+            nr::SETFSUID => {
+                let old = self.fsuid;
+                if ok_uid(&self, a[0] as u32) || a[0] as u32 == self.fsuid {
+                    self.fsuid = a[0] as u32;
+                }
+                (old as i64, self)
+            }
+            nr::SETFSGID => {
+                let old = self.fsgid;
+                if ok_gid(&self, a[0] as u32) || a[0] as u32 == self.fsgid {
+                    self.fsgid = a[0] as u32;
+                }
+                (old as i64, self)
+            }
+            nr::SETGROUPS => (if privileged { 0 } else { EPERM }, self),
+            _ => (-(libc::ENOSYS as i64), self),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -73,6 +200,15 @@ pub struct Tracee {
     pub pending_comm: Option<Vec<u8>>,
     /// The exec being prepared goes through the guest's loader.
     pub via_loader: bool,
+    /// Fake credentials (`-0`/`-i`), inherited by children.
+    pub creds: Option<Creds>,
+    /// The argv[0] the guest asked for, when its loader cannot be told (`--argv0`).
+    pub argv0_wanted: Option<Vec<u8>>,
+    /// Where the loader's copy of the program path lies in the new image (address, length)
+    /// and what to write there instead.
+    pub argv0_patch: Option<(u64, usize, Vec<u8>)>,
+    /// The loader has opened the program: the next traced call may patch argv[0].
+    pub program_opened: bool,
 }
 
 pub struct Ctx<'a> {
@@ -348,10 +484,14 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             if let Ok(new) = ptrace::getevent(pid) {
                 let new = Pid::from_raw(new as i32);
                 let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
+                let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
                 // A child may already have reported its first stop; keep its state then.
                 let t = ctx.tracees.entry(new).or_default();
                 if t.exe.is_none() {
                     t.exe = exe;
+                }
+                if t.creds.is_none() {
+                    t.creds = creds;
                 }
             }
             resume(ctx, pid, None);
@@ -373,6 +513,19 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 }
                 t.exe = Some(e);
             }
+            t.argv0_patch = None;
+            t.program_opened = false;
+            if let Some(want) = t.argv0_wanted.take() {
+                // Stack at the exec stop: argc, argv[0] (the loader), argv[1] (the program).
+                if let Ok(regs) = ptrace::getregs(pid) {
+                    let sp = Regs(regs).sp();
+                    if let Ok(p) = crate::mem::read_u64(pid, sp + 16) {
+                        if let Ok(cur) = crate::mem::read_cstr(pid, p, crate::mem::PATH_MAX) {
+                            t.argv0_patch = Some((p, cur.len(), want));
+                        }
+                    }
+                }
+            }
             // execve never "returns" to the old image: the exit stop (if asked) still comes, and
             // must not restore registers of the old program.
             if let Some(s) = &mut t.saved {
@@ -392,5 +545,39 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             }
         }
         _ => resume(ctx, pid, None),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Creds;
+    use crate::arch::nr;
+
+    const KEEP: u64 = u32::MAX as u64;
+
+    #[test]
+    fn credentials_follow_the_kernel_rules() {
+        let root = Creds::new(0, 0);
+        let (v, c) = root.apply(nr::SETRESGID, [1, 1, 1]);
+        assert_eq!((v, c.gid), (0, [1, 1, 1]));
+        let (v, c) = c.apply(nr::SETRESUID, [2, 2, 2]);
+        assert_eq!((v, c.uid), (0, [2, 2, 2]));
+        // No longer privileged: cannot go back.
+        assert_eq!(c.apply(nr::SETUID, [0, 0, 0]).0, -(libc::EPERM as i64));
+        assert_eq!(c.apply(nr::GETEUID, [0; 3]).0, 2);
+        // Temporary drop and regain through the saved id.
+        let (_, c) = root.apply(nr::SETRESUID, [KEEP, 1000, KEEP]);
+        assert_eq!(c.uid, [0, 1000, 0]);
+        let (v, c) = c.apply(nr::SETRESUID, [KEEP, 0, KEEP]);
+        assert_eq!((v, c.uid), (0, [0, 0, 0]));
+        assert_eq!(
+            root.apply(nr::SETFSUID, [5, 0, 0]).0,
+            0,
+            "returns the previous fsuid"
+        );
+        assert_eq!(
+            Creds::new(7, 7).apply(nr::SETGROUPS, [0; 3]).0,
+            -(libc::EPERM as i64)
+        );
     }
 }
