@@ -481,6 +481,80 @@ build_archives() {
     say "archives: written to $dir"
 }
 
+# ------------------------------------------------------------------ rootfs ---
+
+# Plain root directories for the tracer tests (tests/tests/tracer.rs) and
+# scripts/bench-engines: $ROOTFS/<name>, root-owned; users copy them, never
+# write to them.  Written to fixtures.env as ROOTFS_<NAME>; a suite the
+# mirror does not carry (or that debootstrap cannot build) is skipped with a
+# message and left out, so tests skip it with a reason.
+ROOTFS=$FIX/rootfs
+ROOTFS_VERSION=1
+ROOTFS_SUITES=(bookworm bullseye trixie busybox)
+
+rootfs_cached() { [[ $(cat "$ROOTFS/.$1.stamp" 2>/dev/null) == "$ROOTFS_VERSION" && -d $ROOTFS/$1 ]]; }
+
+# rootfs_publish NAME TMPDIR -- trim, then move TMPDIR into place and stamp it.
+rootfs_publish() {
+    local name=$1 tmp=$2
+    awk -v r="$tmp/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
+    rm -rf "${tmp:?}"/dev/* "$tmp"/var/cache/apt/archives/*.deb "$tmp"/var/log/*.log
+    rm -rf "${ROOTFS:?}/$name"
+    mv "$tmp" "$ROOTFS/$name"
+    echo "$ROOTFS_VERSION" >"$ROOTFS/.$name.stamp"
+}
+
+# A debootstrap --variant=minbase of SUITE from the machine's mirror.
+build_rootfs_suite() { # SUITE
+    local suite=$1 tmp=$ROOTFS/.$1-tmp mirror
+    if rootfs_cached "$suite"; then say "rootfs $suite: cached"; return; fi
+    rm -f "$ROOTFS/.$suite.stamp"
+    rm -rf "$tmp"
+    if [[ $suite == bookworm && -s $BUILD/debian-rootfs-v$DEBIAN_VERSION.tar ]]; then
+        # The debian image's own debootstrap: the same files the tests pull.
+        mkdir -p "$tmp"
+        tar -xpf "$BUILD/debian-rootfs-v$DEBIAN_VERSION.tar" -C "$tmp" --numeric-owner
+        rootfs_publish "$suite" "$tmp"
+        say "rootfs $suite: unpacked from the debian image's tarball"
+        return
+    fi
+    mirror=$(detect_mirror)
+    if ! curl -fsS -m 20 -o /dev/null "$mirror/dists/$suite/Release" 2>/dev/null; then
+        say "rootfs $suite: skipped: $mirror does not carry $suite (or is unreachable)"
+        return
+    fi
+    say "rootfs $suite: debootstrap --variant=minbase from $mirror (minutes; log: $LOGS/debootstrap-$suite.log)"
+    if ! debootstrap --variant=minbase "$suite" "$tmp" "$mirror" >"$LOGS/debootstrap-$suite.log" 2>&1; then
+        awk -v r="$tmp/" 'index($2, r) == 1 { print $2 }' /proc/mounts | sort -r | xargs -r -n1 umount -l
+        rm -rf "$tmp"
+        say "rootfs $suite: skipped: debootstrap failed ($(tail -n 1 "$LOGS/debootstrap-$suite.log"))"
+        return
+    fi
+    rootfs_publish "$suite" "$tmp"
+    say "rootfs $suite: built"
+}
+
+# The busybox image's root, unpacked.
+build_rootfs_busybox() {
+    local tmp=$ROOTFS/.busybox-tmp
+    if rootfs_cached busybox; then say "rootfs busybox: cached"; return; fi
+    rm -rf "$tmp" "$ROOTFS/.busybox-bundle"
+    umoci unpack --image "$LAYOUT:busybox" "$ROOTFS/.busybox-bundle" >/dev/null
+    mv "$ROOTFS/.busybox-bundle/rootfs" "$tmp"
+    rm -rf "$ROOTFS/.busybox-bundle"
+    rootfs_publish busybox "$tmp"
+    say "rootfs busybox: unpacked from the busybox image"
+}
+
+build_rootfs() {
+    mkdir -p "$ROOTFS"
+    chmod 755 "$ROOTFS"
+    local s
+    for s in "${ROOTFS_SUITES[@]}"; do
+        if [[ $s == busybox ]]; then build_rootfs_busybox; else build_rootfs_suite "$s"; fi
+    done
+}
+
 # -------------------------------------------------------------- registries ---
 
 registry_config() { # NAME ADDR
@@ -701,6 +775,10 @@ write_env() {
     describe TOKEN_BUSYBOX token library/busybox:latest
     describe TOKEN_PRIVATE_BUSYBOX token private/busybox:latest
     describe TLS_BUSYBOX tls library/busybox:latest
+    local s
+    for s in "${ROOTFS_SUITES[@]}"; do
+        rootfs_cached "$s" && env_line "ROOTFS_${s^^}" "$ROOTFS/$s"
+    done
     if printf '%s\n' "${ENV_LINES[@]}" | write_if_changed "$ENV_FILE"; then
         say "fixtures.env: written ($ENV_FILE)"
     else
@@ -722,6 +800,7 @@ cmd_up() {
     ensure_certs
     build_images
     build_archives
+    build_rootfs
     start_services
     push_images
     write_env

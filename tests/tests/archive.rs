@@ -206,7 +206,7 @@ fn import_tocontainer_and_clone() {
         t.tag_dirs()
     );
 
-    t.ud_ok(&["setup", "--execmode=F3", "tc"]);
+    t.ud_ok(&["setup", "--execmode=P2", "tc"]);
     let cl = t.home.join("clone.tar");
     t.ud_ok(&["export", "--clone", "-o", cl.to_str().unwrap(), "tc"]);
     let id2 = t
@@ -218,7 +218,7 @@ fn import_tocontainer_and_clone() {
     assert_same_tree(&root_of(&t, &c1), &root_of(&t, &id2));
     let s = t.ud_ok(&["setup", "cl"]);
     assert!(
-        s.contains("execmode: F3"),
+        s.contains("execmode: P2"),
         "expected the clone to keep its execmode:\n{s}"
     );
     // A flat export is not a clone archive: refused, nothing left behind.

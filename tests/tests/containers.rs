@@ -380,8 +380,8 @@ fn container_commands() {
     // Mode.
     assert!(t.ud_ok(&["setup", "box"]).contains("execmode: P1"));
     assert!(t
-        .ud_ok(&["setup", "--execmode=F3", "box"])
-        .contains("execmode: F3"));
+        .ud_ok(&["setup", "--execmode=P2", "box"])
+        .contains("execmode: P2"));
     t.ud_fail(&["setup", "--execmode=Z9", "box"]);
     // Protection blocks rm and mode changes.
     t.ud_ok(&["protect", "box"]);

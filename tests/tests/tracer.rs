@@ -1,0 +1,1041 @@
+//! The ptrace translator (`tracer`, modes P1 and P2) through `udocker proot`, run as the
+//! unprivileged fixture user, compared with the kernel's own answer: the same programs run under
+//! `chroot(8)` (as root, then with the fixture user's ids, so that permission checks agree) on an
+//! identical copy of the same root directory.
+//!
+//! * `tests/probe/probe.c`: one line per path-carrying system call (stat family, *at calls with
+//!   dirfds, AT_EMPTY_PATH, statx, faccessat2, openat2 incl. RESOLVE_IN_ROOT, rename/link/
+//!   unlink/mkdir/rmdir/symlink/chmod/utimensat/truncate, execve of a static program, of a `#!`
+//!   script, execveat, AF_UNIX bind/connect, /proc/self/{exe,cwd,root,fd}, `..` at `/`, ELOOP,
+//!   long paths); the whole output must be identical to the chroot run's.
+//! * real programs in every fixture rootfs (bookworm always; bullseye, trixie, busybox when
+//!   `scripts/fixtures.sh` could build them, else skipped with the reason printed).
+//! * processes, signals, exit status, fake ids, `-k`, bindings, apt-get from the Debian mirror.
+//!
+//! Needs root (chroot, setpriv), gcc with static glibc, and `scripts/fixtures.sh up`.
+
+use e2e::*;
+use std::collections::HashMap;
+use std::fs;
+use std::io::{BufRead, BufReader, Read};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::sync::mpsc;
+use std::sync::{Mutex, OnceLock};
+use std::thread;
+use std::time::{Duration, Instant};
+
+const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Mode {
+    /// seccomp filter + ptrace (the default).
+    P1,
+    /// ptrace only (`PROOT_NO_SECCOMP=1`).
+    P2,
+}
+
+const MODES: [Mode; 2] = [Mode::P1, Mode::P2];
+
+// ---------------------------------------------------------------------------------------------
+// Environment
+// ---------------------------------------------------------------------------------------------
+
+/// Root is needed for chroot and for running as the fixture user; say so instead of failing
+/// obscurely when a developer runs the file unprivileged.
+fn need_root(test: &str) -> bool {
+    if is_root() {
+        return true;
+    }
+    eprintln!("SKIP {test}: needs root (chroot reference runs, setpriv to the fixture user)");
+    false
+}
+
+fn fixture_ids() -> (u32, u32) {
+    Fixtures::load().uid_gid()
+}
+
+/// A fixture root directory (`ROOTFS_<NAME>` in fixtures.env). bookworm and busybox are built
+/// from local images and must exist; bullseye and trixie depend on the mirror: `None` (with the
+/// reason printed) when fixtures.sh skipped them.
+fn rootfs(name: &str) -> Option<PathBuf> {
+    let fx = Fixtures::load();
+    let key = format!("ROOTFS_{}", name.to_uppercase());
+    match fx.opt(&key) {
+        Some(p) if Path::new(&p).join("bin").exists() => Some(PathBuf::from(p)),
+        other => {
+            if name == "bookworm" || name == "busybox" {
+                panic!("fixtures.env has no usable {key} ({other:?}): run scripts/fixtures.sh up");
+            }
+            eprintln!(
+                "SKIP rootfs {name}: fixtures.env has no {key}: scripts/fixtures.sh could not \
+                 build it (see its output: the mirror may not carry {name})"
+            );
+            None
+        }
+    }
+}
+
+/// A directory under /tmp the fixture user can reach (tempdir makes 0700 ones).
+fn scratch(tag: &str) -> tempfile::TempDir {
+    let d = tempfile::Builder::new()
+        .prefix(&format!("udocker-tracer-{tag}-"))
+        .tempdir()
+        .expect("tempdir");
+    fs::set_permissions(d.path(), fs::Permissions::from_mode(0o755)).expect("chmod");
+    d
+}
+
+fn chown_user(p: &Path) {
+    let (u, g) = fixture_ids();
+    chown_r(p, u, g);
+}
+
+fn chown_r(p: &Path, u: u32, g: u32) {
+    let o = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{u}:{g}"))
+        .arg(p)
+        .output()
+        .expect("chown");
+    assert!(o.status.success(), "chown -R {}: {}", p.display(), show(&o));
+}
+
+/// `cp -a SRC DST`.
+fn copy_tree(src: &Path, dst: &Path) {
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(src)
+        .arg(dst)
+        .output()
+        .expect("cp");
+    assert!(o.status.success(), "cp -a {}: {}", src.display(), show(&o));
+}
+
+/// Compile `tests/probe/NAME.c` with `gcc -static -O2`, cached by content in the target dir.
+fn probe_bin(name: &str) -> PathBuf {
+    static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
+    let mut built = BUILT
+        .get_or_init(|| Mutex::new(HashMap::new()))
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if let Some(p) = built.get(name) {
+        return p.clone();
+    }
+    let src = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("probe")
+        .join(format!("{name}.c"));
+    let text = fs::read(&src).unwrap_or_else(|e| panic!("reading {}: {e}", src.display()));
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("tracer-probes");
+    fs::create_dir_all(&dir).expect("probe dir");
+    let out = dir.join(format!("{name}-{}", &sha256_hex(&text)[..16]));
+    if !out.is_file() {
+        let tmp = dir.join(format!("{name}.tmp.{}", std::process::id()));
+        let o = Command::new("gcc")
+            .args(["-static", "-O2", "-Wall", "-pthread", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .output()
+            .unwrap_or_else(|e| panic!("gcc not runnable ({e}): apt-get install gcc libc6-dev"));
+        assert!(
+            o.status.success(),
+            "gcc -static {} failed (needs gcc and libc6-dev):\n{}",
+            src.display(),
+            show(&o)
+        );
+        fs::rename(&tmp, &out).expect("rename probe");
+    }
+    fs::set_permissions(&out, fs::Permissions::from_mode(0o755)).expect("chmod probe");
+    built.insert(name.to_string(), out.clone());
+    out
+}
+
+/// Wait for a child with a deadline; on timeout kill it and fail with what it printed.
+fn run_timeout(mut c: Command, secs: u64, what: &str) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut ch = c.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let mut so = ch.stdout.take().expect("stdout");
+    let mut se = ch.stderr.take().expect("stderr");
+    let to = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = ch.try_wait().expect("try_wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = ch.kill();
+            let _ = ch.wait();
+            let o = Output {
+                status: ch.wait().expect("wait"),
+                stdout: to.join().unwrap_or_default(),
+                stderr: te.join().unwrap_or_default(),
+            };
+            panic!("{what}: still running after {secs} s, killed\n{}", show(&o));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: to.join().unwrap_or_default(),
+        stderr: te.join().unwrap_or_default(),
+    }
+}
+
+/// One guest run: `udocker proot -r ROOT -b /proc -b /dev OPTS... ARGV...` as the fixture user.
+struct Guest<'a> {
+    env: &'a TestEnv,
+    root: PathBuf,
+    mode: Mode,
+    opts: Vec<String>,
+    timeout: u64,
+    vars: Vec<(String, String)>,
+}
+
+impl<'a> Guest<'a> {
+    fn new(env: &'a TestEnv, root: &Path, mode: Mode) -> Guest<'a> {
+        Guest {
+            env,
+            root: root.to_path_buf(),
+            mode,
+            opts: Vec::new(),
+            timeout: 60,
+            vars: Vec::new(),
+        }
+    }
+
+    fn opt(mut self, o: &str) -> Self {
+        self.opts.push(o.to_string());
+        self
+    }
+
+    fn bind(self, host: &Path, guest: &str) -> Self {
+        let spec = format!("{}:{guest}", host.display());
+        self.opt("-b").opt(&spec)
+    }
+
+    fn var(mut self, k: &str, v: &str) -> Self {
+        self.vars.push((k.into(), v.into()));
+        self
+    }
+
+    fn timeout(mut self, s: u64) -> Self {
+        self.timeout = s;
+        self
+    }
+
+    fn command(&self, argv: &[&str]) -> Command {
+        let mut args: Vec<String> = vec![
+            "proot".into(),
+            "-r".into(),
+            self.root.display().to_string(),
+            "-b".into(),
+            "/proc".into(),
+            "-b".into(),
+            "/dev".into(),
+        ];
+        args.extend(self.opts.iter().cloned());
+        args.extend(argv.iter().map(|s| s.to_string()));
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let mut vars: Vec<(&str, &str)> = vec![("PATH", GUEST_PATH), ("HOME", "/root")];
+        if self.mode == Mode::P2 {
+            vars.push(("PROOT_NO_SECCOMP", "1"));
+        }
+        vars.extend(self.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+        self.env.cmd_env(&vars, &args)
+    }
+
+    fn run(&self, argv: &[&str]) -> Output {
+        let what = format!("{:?} guest {argv:?}", self.mode);
+        run_timeout(self.command(argv), self.timeout, &what)
+    }
+
+    fn sh(&self, script: &str) -> Output {
+        self.run(&["/bin/sh", "-c", script])
+    }
+
+    /// Run; assert exit 0; stdout.
+    fn ok(&self, argv: &[&str]) -> String {
+        let o = self.run(argv);
+        assert!(
+            o.status.success(),
+            "{:?}: expected `proot ... {}` to succeed\n{}",
+            self.mode,
+            argv.join(" "),
+            show(&o)
+        );
+        stdout(&o)
+    }
+}
+
+/// The reference: `chroot ROOT ARGV` in a private mount namespace with the host's /proc and
+/// /dev (and `binds`, host → existing guest directory) bind-mounted, as the fixture user.
+fn chroot_run(root: &Path, binds: &[(&Path, &str)], argv: &[&str]) -> Output {
+    let (u, g) = fixture_ids();
+    let mut script = String::from("set -e; r=$1; shift; ");
+    script.push_str("mount --rbind /proc \"$r/proc\"; mount --rbind /dev \"$r/dev\"; ");
+    for (h, gp) in binds {
+        script.push_str(&format!("mount --bind '{}' \"$r{gp}\"; ", h.display()));
+    }
+    script.push_str(&format!(
+        "exec chroot --userspec={u}:{g} --groups={g} \"$r\" \"$@\""
+    ));
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(&script)
+        .arg("sh")
+        .arg(root)
+        .args(argv);
+    c.env_clear()
+        .env("PATH", GUEST_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8");
+    run_timeout(c, 120, &format!("chroot {argv:?}"))
+}
+
+/// Output of a run as one comparable text: stdout, stderr, status.
+fn transcript(o: &Output) -> String {
+    format!(
+        "{}--- stderr ---\n{}--- status {:?}\n",
+        stdout(o),
+        stderr(o),
+        o.status.code()
+    )
+}
+
+/// Assert equal texts, failing with a unified diff (diff(1)) of reference → tracer.
+fn assert_same(what: &str, reference: &str, got: &str) {
+    if reference == got {
+        return;
+    }
+    let d = scratch("diff");
+    let a = d.path().join("chroot");
+    let b = d.path().join("tracer");
+    fs::write(&a, reference).expect("write");
+    fs::write(&b, got).expect("write");
+    let o = Command::new("diff")
+        .args([
+            "-u",
+            "--label",
+            "chroot (kernel)",
+            "--label",
+            "udocker proot",
+        ])
+        .arg(&a)
+        .arg(&b)
+        .output()
+        .expect("diff");
+    panic!(
+        "{what}: the tracer's answers differ from the kernel's (- chroot, + tracer):\n{}",
+        stdout(&o)
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// The system-call probe, differential
+// ---------------------------------------------------------------------------------------------
+
+/// A fresh copy of the busybox rootfs with /probe, /threads and a user-owned /w.
+fn probe_root(parent: &Path, name: &str) -> PathBuf {
+    let r = parent.join(name);
+    copy_tree(&rootfs("busybox").expect("busybox rootfs"), &r);
+    for p in ["probe", "threads"] {
+        fs::copy(probe_bin(p), r.join(p)).expect("copy probe");
+        fs::set_permissions(r.join(p), fs::Permissions::from_mode(0o755)).expect("chmod");
+    }
+    fs::create_dir(r.join("w")).expect("mkdir w");
+    chown_user(&r.join("w"));
+    r
+}
+
+fn probe_differential(mode: Mode) {
+    if !need_root("probe") {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = scratch("probe");
+    let reference = probe_root(d.path(), "chroot");
+    let traced = probe_root(d.path(), "traced");
+    let want = chroot_run(&reference, &[], &["/probe", "/w"]);
+    assert!(
+        want.status.success() && stdout(&want).contains("== done"),
+        "the probe must complete under chroot (the reference):\n{}",
+        show(&want)
+    );
+    let got = Guest::new(&env, &traced, mode).run(&["/probe", "/w"]);
+    assert_same(
+        &format!("probe under {mode:?}"),
+        &transcript(&want),
+        &transcript(&got),
+    );
+}
+
+#[test]
+fn probe_p1_matches_chroot() {
+    probe_differential(Mode::P1);
+}
+
+#[test]
+fn probe_p2_matches_chroot() {
+    probe_differential(Mode::P2);
+}
+
+/// 8 threads doing file I/O, then execve from a thread that is not the leader.
+#[test]
+fn threads_and_exec_from_a_thread() {
+    if !need_root("threads") {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = scratch("threads");
+    let reference = probe_root(d.path(), "chroot");
+    let want = chroot_run(&reference, &[], &["/threads", "/w", "8", "100"]);
+    assert!(want.status.success(), "reference run:\n{}", show(&want));
+    assert!(
+        stdout(&want).contains("workers=8 ok=800 errors=0 leader=0")
+            && stdout(&want).contains("[from-thread] exe=/probe"),
+        "reference output unexpected:\n{}",
+        show(&want)
+    );
+    for mode in MODES {
+        let traced = probe_root(d.path(), &format!("{mode:?}"));
+        let got = Guest::new(&env, &traced, mode).run(&["/threads", "/w", "8", "100"]);
+        assert_same(
+            &format!("threads under {mode:?}"),
+            &transcript(&want),
+            &transcript(&got),
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Real programs, per rootfs
+// ---------------------------------------------------------------------------------------------
+
+/// Read-only commands whose whole output must equal the chroot run's on the same directory.
+fn readonly_script(debian: bool) -> String {
+    let mut s = String::from(
+        "for f in /*; do [ $f = /proc ] || ls -ld $f; done\n\
+         ls -la /etc | head -n 25\n\
+         echo find: $(find / -xdev 2>&1 | wc -l)\n\
+         find /etc -xdev -name '*.conf' 2>/dev/null | sort | head -n 20\n\
+         echo 'hello world' | sed -e 's/world/guest/' -e 's/^/> /'\n\
+         cat /etc/passwd | head -n 3\n\
+         cd /etc && pwd && ls -d ./passwd\n\
+         readlink /proc/self/exe\n\
+         test -d /proc/self && echo proc-ok\n\
+         echo exit-in-subshell: $(sh -c 'exit 3'; echo $?)\n",
+    );
+    if debian {
+        s.push_str(
+            "bash -c 'echo bash $((6 * 7)); echo ${BASH_VERSINFO[0]} >/dev/null'\n\
+             perl -e 'print join(\",\", map { $_ * 2 } 1..5), \"\\n\"'\n\
+             echo dpkg: $(dpkg -l | wc -l)\n\
+             dpkg -l | tail -n 3\n\
+             stat -c '%n %F %s %a' /etc/passwd /bin /usr/bin/env /etc/os-release\n\
+             readlink -f /bin/sh /lib64/ld-linux-x86-64.so.2\n\
+             head -n 2 /etc/os-release\n\
+             id -u; id -un 2>&1\n\
+             ls /usr/lib/x86_64-linux-gnu | wc -l\n\
+             cd /lib && pwd && /bin/pwd\n",
+        );
+    }
+    s
+}
+
+/// Writes in a host directory bound at /tmp: coreutils, links, tar + gzip round trip.
+const WRITE_SCRIPT: &str = "set -e
+cd /tmp
+mkdir -p src/sub
+echo alpha > src/a
+echo beta > src/sub/b
+cp -a src copy
+mv copy/a copy/a2
+ln -s a2 copy/link
+cat copy/link
+readlink copy/link
+ls copy | tr '\\n' ' '; echo
+tar -czf t.tgz src copy
+mkdir x
+cd x
+tar -xzf ../t.tgz
+cat copy/link src/sub/b
+cd ..
+gzip -k src/a
+gzip -dc src/a.gz
+tar -tzf t.tgz | sort | tr '\\n' ' '; echo
+rm -r x copy
+ls | tr '\\n' ' '; echo
+echo done
+";
+
+fn programs_in(name: &str) {
+    if !need_root(name) {
+        return;
+    }
+    let Some(root) = rootfs(name) else { return };
+    let debian = name != "busybox";
+    let env = TestEnv::new();
+    let ro = readonly_script(debian);
+    let want = chroot_run(&root, &[], &["/bin/sh", "-c", &ro]);
+    assert!(
+        stdout(&want).contains("proc-ok"),
+        "reference run in {name}:\n{}",
+        show(&want)
+    );
+    let wtmp = scratch("wref");
+    chown_user(wtmp.path());
+    let want_w = chroot_run(
+        &root,
+        &[(wtmp.path(), "/tmp")],
+        &["/bin/sh", "-c", WRITE_SCRIPT],
+    );
+    assert!(
+        stdout(&want_w).ends_with("done\n") && stdout(&want_w).contains("alpha\nbeta\n"),
+        "reference write run in {name}:\n{}",
+        show(&want_w)
+    );
+    for mode in MODES {
+        let got = Guest::new(&env, &root, mode).sh(&ro);
+        assert_same(
+            &format!("read-only programs in {name} under {mode:?}"),
+            &transcript(&want),
+            &transcript(&got),
+        );
+        let t = scratch("wtracer");
+        chown_user(t.path());
+        let got = Guest::new(&env, &root, mode)
+            .bind(t.path(), "/tmp")
+            .sh(WRITE_SCRIPT);
+        assert_same(
+            &format!("coreutils/tar/gzip in {name} under {mode:?}"),
+            &transcript(&want_w),
+            &transcript(&got),
+        );
+        assert!(
+            t.path().join("src/sub/b").is_file() && t.path().join("t.tgz").is_file(),
+            "the guest's writes must land in the bound host directory"
+        );
+    }
+}
+
+#[test]
+fn programs_bookworm() {
+    programs_in("bookworm");
+}
+
+#[test]
+fn programs_bullseye() {
+    programs_in("bullseye");
+}
+
+#[test]
+fn programs_trixie() {
+    programs_in("trixie");
+}
+
+#[test]
+fn programs_busybox() {
+    programs_in("busybox");
+}
+
+// ---------------------------------------------------------------------------------------------
+// apt-get as fake root
+// ---------------------------------------------------------------------------------------------
+
+/// The mirror the bookworm rootfs names, if it answers from here.
+fn reachable_mirror(root: &Path) -> Result<String, String> {
+    let list = fs::read_to_string(root.join("etc/apt/sources.list")).unwrap_or_default();
+    let url = list
+        .lines()
+        .find_map(|l| {
+            let mut w = l.split_whitespace();
+            (w.next() == Some("deb")).then(|| w.next().map(str::to_string))?
+        })
+        .ok_or("the rootfs has no deb line in /etc/apt/sources.list")?;
+    let o = Command::new("curl")
+        .args(["-fsS", "-m", "15", "-o", "/dev/null"])
+        .arg(format!("{url}/dists/bookworm/Release"))
+        .output()
+        .map_err(|e| format!("curl: {e}"))?;
+    if o.status.success() {
+        Ok(url)
+    } else {
+        Err(format!("{url} unreachable: {}", stderr(&o).trim()))
+    }
+}
+
+#[test]
+fn apt_get_install_as_fake_root() {
+    if !need_root("apt-get") {
+        return;
+    }
+    let pristine = rootfs("bookworm").expect("bookworm");
+    let url = match reachable_mirror(&pristine) {
+        Ok(u) => u,
+        Err(e) => {
+            eprintln!("SKIP apt_get_install_as_fake_root: {e}");
+            return;
+        }
+    };
+    let env = TestEnv::new();
+    let d = scratch("apt");
+    let root = d.path().join("root");
+    copy_tree(&pristine, &root);
+    chown_user(&root);
+    // apt's defaults: downloads run as _apt after setresuid/setresgid, which fake root must
+    // emulate (PRoot's -0 does).
+    let o = Guest::new(&env, &root, Mode::P1)
+        .opt("-0")
+        .opt("-b")
+        .opt("/etc/resolv.conf")
+        .var("DEBIAN_FRONTEND", "noninteractive")
+        .timeout(240)
+        .sh("apt-get update -q && apt-get install -y -q --no-install-recommends hello && hello && dpkg -s hello | grep Status");
+    assert!(
+        o.status.success()
+            && stdout(&o).contains("Hello, world!")
+            && stdout(&o).contains("install ok installed"),
+        "apt-get install hello from {url} as fake root (-0, P1) must work:\n{}",
+        show(&o)
+    );
+    assert!(root.join("usr/bin/hello").is_file());
+}
+
+/// set*id under -0 must be remembered (apt, su, setpriv, daemons dropping privileges).
+#[test]
+fn fake_root_remembers_set_ids() {
+    if !need_root("setid") {
+        return;
+    }
+    let env = TestEnv::new();
+    let root = rootfs("bookworm").expect("bookworm");
+    for mode in MODES {
+        let o = Guest::new(&env, &root, mode).opt("-0").run(&[
+            "/usr/bin/perl",
+            "-e",
+            r#"use POSIX; setgid(65534) or print "setgid failed\n";
+               setuid(65534) or print "setuid failed\n";
+               printf "%d %d %d\n", $<, $>, $( + 0;
+               print setuid(0) ? "regained root\n" : "cannot regain root\n";"#,
+        ]);
+        assert_eq!(
+            stdout(&o),
+            "65534 65534 65534\ncannot regain root\n",
+            "{mode:?}: after setgid/setuid(65534) as fake root the ids must be 65534 and root \
+             must be gone, as with real root\n{}",
+            show(&o)
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Processes, signals, exit status
+// ---------------------------------------------------------------------------------------------
+
+fn bookworm_env() -> Option<(TestEnv, PathBuf)> {
+    if !need_root("guest") {
+        return None;
+    }
+    Some((TestEnv::new(), rootfs("bookworm").expect("bookworm")))
+}
+
+#[test]
+fn exit_status_propagates() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        for (script, want) in [
+            ("exit 0", 0),
+            ("exit 3", 3),
+            ("exit 255", 255),
+            ("/bin/false", 1),
+            ("kill -9 $$", 137),
+            ("kill -TERM $$", 143),
+            // The first process's status, not the last one to exit.
+            ("(sleep 0.3; exit 7) & exit 0", 0),
+        ] {
+            let o = g.sh(script);
+            assert_eq!(
+                o.status.code(),
+                Some(want),
+                "{mode:?}: sh -c '{script}' must give {want}\n{}",
+                show(&o)
+            );
+        }
+        let o = g.run(&["/bin/sh", "-c", "exec /bin/sh -c 'exit 42'"]);
+        assert_eq!(
+            o.status.code(),
+            Some(42),
+            "{mode:?} exec chain\n{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn pipelines_killed_by_signals() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        let o = g.run(&[
+            "/bin/bash",
+            "-c",
+            "set -o pipefail; yes | head -n 1 > /dev/null; echo pipe=$?; \
+             cat /dev/zero | sleep 30 & p=$!; kill -TERM $p; wait $p; echo term=$?; \
+             yes > /dev/null & q=$!; kill -KILL $q; wait $q; echo kill=$?; \
+             yes | head -c 1000 > /dev/null; kill -INT $$",
+        ]);
+        assert_eq!(
+            stdout(&o),
+            "pipe=141\nterm=143\nkill=137\n",
+            "{mode:?}: guest-visible signal statuses\n{}",
+            show(&o)
+        );
+        assert_eq!(
+            o.status.code(),
+            Some(130),
+            "{mode:?}: a guest killed by SIGINT must give 128+2\n{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn hundred_children() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let start = Instant::now();
+        let out = Guest::new(&env, &root, mode).ok(&[
+            "/bin/sh",
+            "-c",
+            "n=0; for i in $(seq 100); do /bin/true && n=$((n + 1)); done; echo $n",
+        ]);
+        assert_eq!(out, "100\n", "{mode:?}");
+        eprintln!("{mode:?}: 100 fork+exec in {:?}", start.elapsed());
+    }
+}
+
+fn process_alive(pid: i32) -> bool {
+    // A zombie is not alive; /proc/PID/stat's third field is the state.
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(s) => s
+            .rsplit_once(") ")
+            .map(|(_, rest)| !rest.starts_with('Z') && !rest.starts_with('X'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}
+
+#[test]
+fn kill_on_exit_leaves_no_process() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let start = Instant::now();
+        let o = Guest::new(&env, &root, mode)
+            .opt("--kill-on-exit")
+            .sh("sleep 301 & echo $!; sleep 302 & echo $!; exit 0");
+        assert!(
+            o.status.success(),
+            "{mode:?}: --kill-on-exit run\n{}",
+            show(&o)
+        );
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "{mode:?}: --kill-on-exit must not wait for the background sleeps"
+        );
+        let pids: Vec<i32> = stdout(&o)
+            .lines()
+            .filter_map(|l| l.trim().parse().ok())
+            .collect();
+        assert_eq!(pids.len(), 2, "{}", show(&o));
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while pids.iter().any(|p| process_alive(*p)) && Instant::now() < deadline {
+            thread::sleep(Duration::from_millis(50));
+        }
+        for p in pids {
+            assert!(
+                !process_alive(p),
+                "{mode:?}: guest process {p} (sleep) survived --kill-on-exit"
+            );
+        }
+    }
+}
+
+/// Without --kill-on-exit the tracer waits for the guest's orphans (PRoot does), so their
+/// work is done when it returns.
+#[test]
+fn orphans_finish_without_kill_on_exit() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let t = scratch("orphan");
+        chown_user(t.path());
+        let o = Guest::new(&env, &root, mode)
+            .bind(t.path(), "/tmp")
+            .sh("(sleep 0.5; echo late > /tmp/late) & exit 0");
+        assert_eq!(o.status.code(), Some(0), "{mode:?}\n{}", show(&o));
+        assert_eq!(
+            fs::read_to_string(t.path().join("late")).ok().as_deref(),
+            Some("late\n"),
+            "{mode:?}: the orphan must have finished when proot returned"
+        );
+    }
+}
+
+#[test]
+fn sigterm_to_the_tracer_reaches_the_guest() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let mut c = Guest::new(&env, &root, mode).command(&[
+            "/bin/sh",
+            "-c",
+            "trap 'echo got-term; exit 5' TERM; echo ready; i=0; \
+             while [ $i -lt 300 ]; do sleep 0.1; i=$((i + 1)); done; echo not-signalled",
+        ]);
+        c.stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut ch = c.spawn().expect("spawn");
+        let out = ch.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        let reader = thread::spawn(move || {
+            for l in BufReader::new(out).lines() {
+                let Ok(l) = l else { break };
+                if tx.send(l).is_err() {
+                    break;
+                }
+            }
+        });
+        let first = rx.recv_timeout(Duration::from_secs(20));
+        if first.as_deref() != Ok("ready") {
+            let _ = ch.kill();
+            panic!("{mode:?}: guest did not start: {first:?}");
+        }
+        // setpriv execs udocker: the child's pid is the tracer's.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(ch.id() as i32),
+            nix::sys::signal::Signal::SIGTERM,
+        );
+        let start = Instant::now();
+        let status = loop {
+            if let Some(s) = ch.try_wait().expect("wait") {
+                break Some(s);
+            }
+            if start.elapsed() > Duration::from_secs(15) {
+                let _ = ch.kill();
+                let _ = ch.wait();
+                break None;
+            }
+            thread::sleep(Duration::from_millis(20));
+        };
+        let _ = reader.join();
+        let rest: Vec<String> = rx.try_iter().collect();
+        assert_eq!(
+            status.and_then(|s| s.code()),
+            Some(5),
+            "{mode:?}: SIGTERM sent to the tracer must reach the guest's trap (exit 5); \
+             guest printed {rest:?}"
+        );
+        assert_eq!(rest, vec!["got-term".to_string()], "{mode:?}");
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Options: -0, -i, -k, -w, bindings, /proc/self/exe, PATH lookup
+// ---------------------------------------------------------------------------------------------
+
+#[test]
+fn fake_root_ids_and_ownership() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let (uid, gid) = fixture_ids();
+    let t = scratch("ids");
+    fs::write(t.path().join("mine"), "x").expect("write");
+    chown_user(t.path());
+    let owners = "ls -ln /tmp/mine | awk '{print $3, $4}'; stat -c '%u %g' /tmp/mine";
+    for mode in MODES {
+        let g = |o: &[&str]| {
+            let mut g = Guest::new(&env, &root, mode).bind(t.path(), "/tmp");
+            for x in o {
+                g = g.opt(x);
+            }
+            g
+        };
+        let out = g(&["-0"]).ok(&["/bin/sh", "-c", &format!("id -u; id -g; {owners}")]);
+        assert_eq!(out, "0\n0\n0 0\n0 0\n", "{mode:?}: -0");
+        let out = g(&["-i", "123:456"]).ok(&["/bin/sh", "-c", &format!("id -u; id -g; {owners}")]);
+        assert_eq!(out, "123\n456\n123 456\n123 456\n", "{mode:?}: -i 123:456");
+        let out = g(&[]).ok(&["/bin/sh", "-c", &format!("id -u; {owners}")]);
+        assert_eq!(
+            out,
+            format!("{uid}\n{uid} {gid}\n{uid} {gid}\n"),
+            "{mode:?}: no fake id"
+        );
+        // Root's files stay root's: only the user's own files are mapped.
+        let out = g(&["-i", "123:456"]).ok(&["/usr/bin/stat", "-c", "%u %g", "/etc/passwd"]);
+        assert_eq!(out, "0 0\n", "{mode:?}: -i must not remap root-owned files");
+    }
+}
+
+#[test]
+fn kernel_release() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode).opt("-k").opt("9.9.9");
+        assert_eq!(g.ok(&["/bin/uname", "-r"]), "9.9.9\n", "{mode:?}");
+        // glibc >= 2.33 programs under -k (Debian's PRoot 5.1.0 broke every one of them).
+        assert_eq!(g.ok(&["/bin/true"]), "", "{mode:?}");
+        assert_eq!(g.ok(&["/bin/ls", "-d", "/etc"]), "/etc\n", "{mode:?}");
+    }
+}
+
+/// Like PRoot (execvp), a command without a slash is looked up in the guest's PATH.
+#[test]
+fn bare_command_found_in_guest_path() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let o = Guest::new(&env, &root, mode).run(&["uname", "-s"]);
+        assert_eq!(
+            (o.status.code(), stdout(&o).as_str()),
+            (Some(0), "Linux\n"),
+            "{mode:?}: `proot -r ROOT uname -s` must run the guest's /usr/bin/uname\n{}",
+            show(&o)
+        );
+    }
+}
+
+#[test]
+fn proc_self_exe_is_the_guest_path() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        assert_eq!(
+            g.ok(&["/usr/bin/readlink", "/proc/self/exe"]),
+            "/usr/bin/readlink\n",
+            "{mode:?}"
+        );
+        assert_eq!(
+            g.ok(&[
+                "/bin/sh",
+                "-c",
+                "readlink /proc/$$/exe; readlink /proc/self/root; cd /etc; readlink /proc/self/cwd"
+            ]),
+            "/usr/bin/dash\n/\n/etc\n",
+            "{mode:?}"
+        );
+        // Executing /proc/self/exe runs the same program again (busybox, python do this).
+        assert_eq!(
+            g.ok(&["/bin/sh", "-c", "/proc/self/exe -c 'echo again'"]),
+            "again\n",
+            "{mode:?}"
+        );
+        // /proc/self/exe is usable as a file.
+        assert_eq!(
+            g.ok(&[
+                "/bin/sh",
+                "-c",
+                "head -c 4 /proc/self/exe | od -An -c | tr -d ' '"
+            ]),
+            "177ELF\n",
+            "{mode:?}: reading /proc/self/exe"
+        );
+    }
+}
+
+#[test]
+fn pwd_after_cd_and_initial_cwd() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        assert_eq!(
+            g.ok(&["/bin/sh", "-c", "cd /usr/share/doc && pwd && /bin/pwd && cd .. && /bin/pwd && cd /lib && pwd && /bin/pwd && cd / && cd .. && /bin/pwd"]),
+            "/usr/share/doc\n/usr/share/doc\n/usr/share\n/lib\n/usr/lib\n/\n",
+            "{mode:?}"
+        );
+        let g = Guest::new(&env, &root, mode).opt("-w").opt("/etc/apt");
+        assert_eq!(g.ok(&["/bin/pwd"]), "/etc/apt\n", "{mode:?}: -w");
+        assert!(
+            g.ok(&["/bin/cat", "sources.list"]).starts_with("deb "),
+            "{mode:?}: relative paths from -w"
+        );
+    }
+}
+
+#[test]
+fn bindings_file_and_directory() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let t = scratch("bind");
+        let dir = t.path().join("dir");
+        fs::create_dir(&dir).expect("mkdir");
+        fs::write(dir.join("data"), "in the binding\n").expect("write");
+        std::os::unix::fs::symlink("data", dir.join("link")).expect("symlink");
+        let file = t.path().join("file.conf");
+        fs::write(&file, "bound file\n").expect("write");
+        let same = t.path().join("same");
+        fs::create_dir(&same).expect("mkdir");
+        fs::write(same.join("s"), "same path\n").expect("write");
+        chown_user(t.path());
+        let g = Guest::new(&env, &root, mode)
+            .bind(&dir, "/opt/bound/in")
+            .bind(&file, "/etc/bound.conf")
+            .opt("-b")
+            .opt(&same.display().to_string());
+        let script = format!(
+            "cat /etc/bound.conf /opt/bound/in/data /opt/bound/in/link {same}/s
+readlink /opt/bound/in/link
+echo new > /opt/bound/in/new
+ls /opt/bound/in | tr '\\n' ' '; echo
+cd /opt/bound/in && /bin/pwd && cat ./new
+stat -c %F /opt/bound/in /etc/bound.conf
+test -d /opt/bound && echo parent-is-a-dir
+cat /etc/hostname > /dev/null && echo rootfs-still-there",
+            same = same.display()
+        );
+        let o = g.run(&["/bin/sh", "-c", &script]);
+        assert_eq!(
+            stdout(&o),
+            "bound file\nin the binding\nin the binding\nsame path\ndata\ndata link new \n\
+             /opt/bound/in\nnew\ndirectory\nregular file\nparent-is-a-dir\nrootfs-still-there\n",
+            "{mode:?}: bindings whose guest paths do not exist in the rootfs\n{}",
+            show(&o)
+        );
+        assert_eq!(
+            fs::read_to_string(dir.join("new")).ok().as_deref(),
+            Some("new\n"),
+            "{mode:?}: a write through the binding must reach the host directory"
+        );
+    }
+}
