@@ -273,7 +273,7 @@ mod tests {
 
     /// A tiny classic-BPF interpreter for the instructions we emit.
     fn eval(p: &[libc::sock_filter], nr_: u32, arch: u32, args: [u64; 6]) -> u32 {
-        let mut data = vec![0u8; 64];
+        let mut data = [0u8; 64];
         data[0..4].copy_from_slice(&nr_.to_le_bytes());
         data[4..8].copy_from_slice(&arch.to_le_bytes());
         for (i, a) in args.iter().enumerate() {
