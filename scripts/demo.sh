@@ -27,6 +27,12 @@ ud inspect "$REGISTRY/test/multilayer:latest"
 ud manifest inspect "$REGISTRY/test/multiarch:latest"
 ud search --list-tags "$REGISTRY/library/busybox"
 ud verify "$REGISTRY/library/debian:bookworm" busybox
+ud create --name=deb "$REGISTRY/library/debian:bookworm"
+ud ps -m -p
+ud run --nobanner deb /bin/sh -c 'cat /etc/debian_version; id; ls -ld /proc/self/root'
+ud run --nobanner --user=1000:1000 -v /etc/hostname:/mnt/host-hostname:ro deb /bin/sh -c 'id; cat /mnt/host-hostname; echo x > /mnt/host-hostname || echo "read-only, as asked"'
+ud run --rm --nobanner "$REGISTRY/test/multilayer:latest"
+ud rm deb
 ud tag busybox mybox:1
 ud rmi busybox
 ud images
