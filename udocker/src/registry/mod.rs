@@ -889,7 +889,10 @@ impl Client {
                 let mut eof = false;
                 while !eof {
                     // ureq hands out at most its 8 KiB buffer per read: gather a large chunk
-                    // before each write(2) and hash update.
+                    // before each write(2) and hash update — but only while the data keeps
+                    // coming in full buffers. A short read means the socket had nothing more
+                    // at that moment: write what we have, so a stalled or killed download
+                    // keeps every byte received on disk for the next attempt to resume from.
                     let mut n = 0;
                     while n < buf.len() {
                         match reader.read(&mut buf[n..]) {
@@ -897,7 +900,12 @@ impl Client {
                                 eof = true;
                                 break;
                             }
-                            Ok(k) => n += k,
+                            Ok(k) => {
+                                n += k;
+                                if k < 8192 {
+                                    break;
+                                }
+                            }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                             Err(e) => {
                                 // Keep what arrived: the next attempt resumes after it.
