@@ -30,4 +30,4 @@ chmod 0755 "$bindir"
 export UDOCKER_TEST_BIN="$bindir/udocker"
 
 step "tests"
-cargo test --workspace --locked
+cargo test --workspace --locked --no-fail-fast
