@@ -269,17 +269,30 @@ impl Translator {
                     if target.is_empty() {
                         return Err(Errno::ENOENT);
                     }
-                    // Magic links of a bound /proc (cwd, root, exe, fd/N) hold host paths.
-                    // `/proc/PID/root` of a guest task is the guest's own `/`.
-                    let is_root_link = host.ends_with(b"/root") && target == b"/";
+                    let in_proc =
+                        host.starts_with(b"/proc/") && self.map(b"/proc").starts_with(b"/proc");
+                    // Magic links to things without a path (pipe:[N], socket:[N], anon_inode:…)
+                    // are opened by the kernel itself: hand it the link.
+                    if in_proc && target[0] != b'/' && target.contains(&b':') {
+                        let mut h = host.clone();
+                        while let Some(rest) = todo.pop() {
+                            h.push(b'/');
+                            h.extend_from_slice(&rest);
+                        }
+                        return Ok((guest_now, h));
+                    }
+                    // Absolute targets of links that live on the host side of a binding are host
+                    // paths (as PRoot reads them): a bound /proc's magic links (cwd, exe, fd/N),
+                    // and the absolute symlinks of a bound host directory. They are seen through
+                    // the guest's eyes. `/proc/PID/root` of a guest task is the guest's own `/`.
+                    let is_root_link = in_proc && host.ends_with(b"/root") && target == b"/";
                     if target[0] == b'/'
-                        && host.starts_with(b"/proc/")
                         && !is_root_link
-                        && self.map(b"/proc").starts_with(b"/proc")
+                        && (in_proc || self.in_binding(&guest_now))
                     {
                         match self.to_guest(&target) {
                             Some(g) => target = g,
-                            None => {
+                            None if in_proc => {
                                 // Outside the guest (an inherited descriptor): use it as is.
                                 let mut h = target;
                                 while let Some(rest) = todo.pop() {
@@ -288,6 +301,7 @@ impl Translator {
                                 }
                                 return Ok((h.clone(), h));
                             }
+                            None => {}
                         }
                     }
                     out.pop();
@@ -321,6 +335,13 @@ impl Translator {
             return Err(Errno::ENAMETOOLONG);
         }
         Ok((g, h))
+    }
+
+    /// Is this canonical guest path inside a binding (mapped to the host outside the root)?
+    pub fn in_binding(&self, guest: &[u8]) -> bool {
+        self.bindings
+            .iter()
+            .any(|b| strip_prefix(guest, &b.guest).is_some())
     }
 
     /// Is `guest` a binding's guest path or one of its ancestors?
@@ -458,6 +479,7 @@ mod tests {
             ("/r/etc/resolv.conf", "FILE"),
             ("/r/tomnt", "/mnt/deep/x/f"),
             ("/data/in/f", "FILE"),
+            ("/data/in/abs", "/data/in/f"),
             ("/hostproc", ""),
             ("/hostproc/self", "1234"),
             ("/hostproc/1234", ""),
@@ -538,6 +560,11 @@ mod tests {
             "file binding"
         );
         assert_eq!(host("/etc/hosts", true).unwrap(), "/r/etc/hosts");
+        assert_eq!(
+            host("/mnt/deep/x/abs", true).unwrap(),
+            "/data/in/f",
+            "absolute link inside a binding is a host path"
+        );
         assert_eq!(
             host("/missing/../etc", true),
             Err(Errno::ENOENT),

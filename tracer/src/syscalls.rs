@@ -672,6 +672,13 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
 /// guest paths; `/proc/PID/exe` of a guest process names the program it runs (not the loader
 /// that runs it); a guest symlink's own text is the guest's and stays as it is.
 pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<u8> {
+    // A symlink inside a bound host directory names host paths: show where they are in the
+    // guest (`-b /tmp:/ced` makes `/tmp/x` read as `/ced/x`), as resolution does.
+    if text.first() == Some(&b'/') && ctx.tr.in_binding(guest) && !guest.starts_with(b"/proc/") {
+        if let Some(g) = ctx.tr.to_guest(&text) {
+            return g;
+        }
+    }
     if let Some((who, tail)) = proc_pid_of(guest, pid) {
         if tail == b"/exe" {
             if let Some(e) = ctx.tracees.get(&who).and_then(|t| t.exe.clone()) {
