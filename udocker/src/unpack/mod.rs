@@ -26,6 +26,7 @@ use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
+use std::rc::Rc;
 
 const MAX_SYMLINK_HOPS: usize = 40;
 
@@ -162,10 +163,10 @@ fn clean_name(raw: &[u8]) -> Result<Vec<OsString>, &'static str> {
 
 /// Applies layers to one ROOT.
 pub struct Unpacker {
-    root: DirFd,
+    root: Rc<DirFd>,
     root_path: PathBuf,
     /// Last resolved parent directory (members come grouped by directory).
-    cache: Option<(Vec<OsString>, DirFd)>,
+    cache: Option<(Vec<OsString>, Rc<DirFd>)>,
     pub stats: Stats,
     /// Paths written by the layer being applied: an opaque whiteout spares them.
     this_layer: HashSet<Vec<u8>>,
@@ -180,7 +181,7 @@ impl fmt::Debug for Unpacker {
 }
 
 enum Resolve {
-    Dir(DirFd),
+    Dir(Rc<DirFd>),
     /// Unresolvable inside ROOT (a file where a directory must be, a loop): refuse the member.
     Refuse(String),
 }
@@ -190,7 +191,7 @@ impl Unpacker {
         let fd =
             DirFd::open(root).map_err(|e| UnpackError::Write(root.to_path_buf(), e.to_string()))?;
         Ok(Unpacker {
-            root: fd,
+            root: Rc::new(fd),
             root_path: root.to_path_buf(),
             cache: None,
             stats: Stats::default(),
@@ -211,12 +212,11 @@ impl Unpacker {
     fn resolve_dir(&mut self, comps: &[OsString], create: bool) -> Result<Resolve, UnpackError> {
         if let Some((p, fd)) = &self.cache {
             if p.as_slice() == comps {
-                return Ok(Resolve::Dir(
-                    fd.try_clone().map_err(|e| self.werr(comps, e))?,
-                ));
+                return Ok(Resolve::Dir(fd.clone()));
             }
         }
-        let mut stack: Vec<DirFd> = vec![self.root.try_clone().map_err(|e| self.werr(comps, e))?];
+        // Shared handles (Rc): no dup(2)/close(2) per member for the directory it lands in.
+        let mut stack: Vec<Rc<DirFd>> = vec![self.root.clone()];
         let mut todo: Vec<OsString> = comps.iter().rev().cloned().collect();
         let mut hops = 0;
         while let Some(c) = todo.pop() {
@@ -237,7 +237,7 @@ impl Unpacker {
                             .map_err(|e| self.werr(comps, e))?;
                     }
                     let d = cur.open_dir(&c).map_err(|e| self.werr(comps, e))?;
-                    stack.push(d);
+                    stack.push(Rc::new(d));
                 }
                 Ok(st) if is_symlink(&st) => {
                     hops += 1;
@@ -264,17 +264,14 @@ impl Unpacker {
                 Err(Errno::ENOENT) if create => {
                     cur.mkdir(&c, 0o755).map_err(|e| self.werr(comps, e))?;
                     let d = cur.open_dir(&c).map_err(|e| self.werr(comps, e))?;
-                    stack.push(d);
+                    stack.push(Rc::new(d));
                 }
                 Err(Errno::ENOENT) => return Ok(Resolve::Refuse("no such directory".into())),
                 Err(e) => return Err(self.werr(comps, e)),
             }
         }
         let d = stack.pop().expect("stack keeps ROOT");
-        self.cache = Some((
-            comps.to_vec(),
-            d.try_clone().map_err(|e| self.werr(comps, e))?,
-        ));
+        self.cache = Some((comps.to_vec(), d.clone()));
         Ok(Resolve::Dir(d))
     }
 
@@ -293,6 +290,15 @@ impl Unpacker {
 
     /// Apply one layer (an uncompressed tar stream).
     pub fn apply(&mut self, layer_name: &Path, reader: impl Read) -> Result<(), UnpackError> {
+        // Modes are given exactly at creation (mkdirat/openat), so the umask must not strip
+        // them; restored when this layer is done.
+        struct Umask(nix::sys::stat::Mode);
+        impl Drop for Umask {
+            fn drop(&mut self) {
+                nix::sys::stat::umask(self.0);
+            }
+        }
+        let _umask = Umask(nix::sys::stat::umask(nix::sys::stat::Mode::empty()));
         self.this_layer.clear();
         self.invalidate();
         let mut ar = tar::Archive::new(reader);
@@ -347,34 +353,27 @@ impl Unpacker {
                 key.push(b'/');
                 key.extend_from_slice(c.as_bytes());
             }
-            // What is there now (never followed).
-            let existing = match dir.lstat(&name) {
-                Ok(st) => Some(st),
-                Err(Errno::ENOENT) => None,
-                Err(e) => return Err(self.werr(&comps, e)),
-            };
             if kind == T::Directory {
-                match existing {
-                    Some(st) if is_dir(&st) => {}
-                    Some(_) => {
-                        dir.unlink(&name, false).map_err(|e| self.werr(&comps, e))?;
-                        self.invalidate();
-                        dir.mkdir(&name, 0o700).map_err(|e| self.werr(&comps, e))?;
+                // Create first, look only when something is already there (most members are
+                // new): the umask is 0 while unpacking, so the mode is exact without a chmod.
+                match dir.mkdir(&name, mode | 0o700) {
+                    Ok(()) => {}
+                    Err(Errno::EEXIST) => {
+                        let st = dir.lstat(&name).map_err(|e| self.werr(&comps, e))?;
+                        if !is_dir(&st) {
+                            dir.unlink(&name, false).map_err(|e| self.werr(&comps, e))?;
+                            self.invalidate();
+                            dir.mkdir(&name, mode | 0o700)
+                                .map_err(|e| self.werr(&comps, e))?;
+                        } else {
+                            dir.chmod(&name, mode | 0o700)
+                                .map_err(|e| self.werr(&comps, e))?;
+                        }
                     }
-                    None => dir.mkdir(&name, 0o700).map_err(|e| self.werr(&comps, e))?,
+                    Err(e) => return Err(self.werr(&comps, e)),
                 }
-                dir.chmod(&name, mode | 0o700)
-                    .map_err(|e| self.werr(&comps, e))?;
                 self.this_layer.insert(key);
                 continue;
-            }
-            if let Some(st) = existing {
-                if is_dir(&st) {
-                    dir.remove_all(&name).map_err(|e| self.werr(&comps, e))?;
-                } else {
-                    dir.unlink(&name, false).map_err(|e| self.werr(&comps, e))?;
-                }
-                self.invalidate();
             }
             match kind {
                 T::Symlink => {
@@ -382,8 +381,11 @@ impl Unpacker {
                         self.refuse(&raw, "symlink without target");
                         continue;
                     };
-                    dir.symlink(OsStr::from_bytes(&target), &name)
-                        .map_err(|e| self.werr(&comps, e))?;
+                    if let Err(Errno::EEXIST) = dir.symlink(OsStr::from_bytes(&target), &name) {
+                        self.clear(&dir, &name, &comps)?;
+                        dir.symlink(OsStr::from_bytes(&target), &name)
+                            .map_err(|e| self.werr(&comps, e))?;
+                    }
                     let _ = dir.set_mtime_nofollow(&name, mtime);
                 }
                 T::Link => {
@@ -410,7 +412,12 @@ impl Unpacker {
                             continue;
                         }
                     };
-                    match dir.hardlink_from(&tdir, tname, &name) {
+                    let mut linked = dir.hardlink_from(&tdir, tname, &name);
+                    if let Err(Errno::EEXIST) = linked {
+                        self.clear(&dir, &name, &comps)?;
+                        linked = dir.hardlink_from(&tdir, tname, &name);
+                    }
+                    match linked {
                         Ok(()) => {}
                         Err(e @ (Errno::ENOENT | Errno::EPERM | Errno::EMLINK)) => {
                             self.refuse(
@@ -423,9 +430,16 @@ impl Unpacker {
                     }
                 }
                 _ => {
-                    let mut f = dir
-                        .create_file(&name, 0o600)
-                        .map_err(|e| self.werr(&comps, e))?;
+                    // O_EXCL|O_NOFOLLOW: whatever is there (a symlink planted to redirect the
+                    // write, a directory) is removed first, never written through.
+                    let mut f = match dir.create_file(&name, mode | 0o600) {
+                        Err(Errno::EEXIST) => {
+                            self.clear(&dir, &name, &comps)?;
+                            dir.create_file(&name, mode | 0o600)
+                        }
+                        other => other,
+                    }
+                    .map_err(|e| self.werr(&comps, e))?;
                     io::copy(&mut entry, &mut f).map_err(|e| {
                         // A read error is the archive's fault, a write error ours.
                         if e.kind() == io::ErrorKind::UnexpectedEof
@@ -437,15 +451,24 @@ impl Unpacker {
                         }
                     })?;
                     f.flush().map_err(|e| self.werr(&comps, e))?;
-                    use std::os::unix::fs::PermissionsExt;
-                    f.set_permissions(std::fs::Permissions::from_mode(mode | 0o600))
-                        .map_err(|e| self.werr(&comps, e))?;
                     let t = nix::sys::time::TimeSpec::new(mtime, 0);
                     let _ = nix::sys::stat::futimens(std::os::fd::AsRawFd::as_raw_fd(&f), &t, &t);
                 }
             }
             self.this_layer.insert(key);
         }
+        Ok(())
+    }
+
+    /// Remove what stands at `name` (never following it) so a new entry can take its place.
+    fn clear(&mut self, dir: &DirFd, name: &OsStr, comps: &[OsString]) -> Result<(), UnpackError> {
+        let st = dir.lstat(name).map_err(|e| self.werr(comps, e))?;
+        if is_dir(&st) {
+            dir.remove_all(name).map_err(|e| self.werr(comps, e))?;
+        } else {
+            dir.unlink(name, false).map_err(|e| self.werr(comps, e))?;
+        }
+        self.invalidate();
         Ok(())
     }
 
