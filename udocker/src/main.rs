@@ -13,5 +13,12 @@ fn main() -> ExitCode {
     {
         return ExitCode::from(udocker::cli::proot::main(&argv));
     }
+    // Called as `patchelf` (a symlink to this binary): patchelf's command line (issue 7).
+    if std::path::Path::new(&argv0)
+        .file_name()
+        .is_some_and(|n| n == "patchelf")
+    {
+        return ExitCode::from(elfpatch::cli::main(&argv));
+    }
     ExitCode::from(udocker::cli::main(argv))
 }

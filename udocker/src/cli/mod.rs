@@ -170,6 +170,10 @@ pub fn main(argv: Vec<String>) -> u8 {
     if argv.first().map(String::as_str) == Some("proot") {
         return proot::main(&argv[1..]);
     }
+    // `udocker patchelf ARGS` runs the ELF patcher with patchelf's command line.
+    if argv.first().map(String::as_str) == Some("patchelf") {
+        return elfpatch::cli::main(&argv[1..]);
+    }
     // General options are every item before the first one starting with a letter (the command).
     let mut i = 0;
     let mut general = Vec::new();
