@@ -374,3 +374,38 @@ fn pull_through_http_proxy() {
     );
     t.assert_repo_consistent();
 }
+
+#[test]
+fn proxy_from_environment_and_no_proxy() {
+    // https_proxy/http_proxy from the environment are used; no_proxy bypasses them.
+    let t = TestEnv::new();
+    let reg = t.fx.registry();
+    let px = TestServer::proxy(&reg);
+    let img = format!("{reg}/library/busybox:latest");
+    let o = t.ud_env(&[("http_proxy", px.url().as_str())], &["pull", &img]);
+    assert!(
+        o.status.success(),
+        "expected a pull through $http_proxy\n{}",
+        show(&o)
+    );
+    let through = px.requests().len();
+    assert!(
+        through > 0,
+        "expected requests through the proxy from $http_proxy"
+    );
+    let o = t.ud_env(
+        &[("http_proxy", px.url().as_str()), ("no_proxy", "127.0.0.1")],
+        &["pull", &img],
+    );
+    assert!(
+        o.status.success(),
+        "expected a direct pull with no_proxy\n{}",
+        show(&o)
+    );
+    assert_eq!(
+        px.requests().len(),
+        through,
+        "expected no_proxy=127.0.0.1 to bypass the proxy"
+    );
+    t.assert_repo_consistent();
+}
