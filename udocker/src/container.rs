@@ -278,17 +278,7 @@ impl LocalRepo {
     }
 
     pub fn set_container_protect(&self, c: &Container, on: bool) -> Result<()> {
-        let p = c.dir.join("PROTECT");
-        if on {
-            fsutil::write_atomic(&p, b"", 0o644).map_err(io_err("writing", &p))
-        } else {
-            match fs::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(RepoError::Io("removing".into(), p, e))
-                }
-                _ => Ok(()),
-            }
-        }
+        crate::repo::set_marker(&c.dir.join("PROTECT"), on)
     }
 
     pub fn set_exec_mode(&self, c: &Container, mode: &str) -> Result<()> {

@@ -579,16 +579,20 @@ impl LocalRepo {
     }
 
     pub fn set_protect(&self, img: &ImageEntry, on: bool) -> Result<()> {
-        let p = img.dir.join("PROTECT");
-        if on {
-            fsutil::write_atomic(&p, b"", 0o644).map_err(io_err("writing", &p))
-        } else {
-            match fs::remove_file(&p) {
-                Err(e) if e.kind() != io::ErrorKind::NotFound => {
-                    Err(RepoError::Io("removing".into(), p, e))
-                }
-                _ => Ok(()),
+        set_marker(&img.dir.join("PROTECT"), on)
+    }
+}
+
+/// Create or remove an empty marker file (`PROTECT`), atomically; removing a missing one is fine.
+pub fn set_marker(p: &Path, on: bool) -> Result<()> {
+    if on {
+        fsutil::write_atomic(p, b"", 0o644).map_err(io_err("writing", p))
+    } else {
+        match fs::remove_file(p) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => {
+                Err(RepoError::Io("removing".into(), p.to_path_buf(), e))
             }
+            _ => Ok(()),
         }
     }
 }
