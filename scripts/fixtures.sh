@@ -167,6 +167,9 @@ install_packages() {
     have_cmd file || need+=(file)
     have_cmd setpriv || need+=(util-linux)
     have_cmd tar || need+=(tar)
+    # The R1/R2/R3 execution modes' runtimes (tests/tests/runc.rs runs both).
+    have_cmd runc || need+=(runc)
+    have_cmd crun || need+=(crun)
     if ((${#need[@]} == 0)); then
         say "packages: all present"
         return

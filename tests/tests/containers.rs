@@ -440,3 +440,53 @@ fn failed_create_leaves_nothing() {
         "expected no container after a failed create, found {left:?}"
     );
 }
+
+#[test]
+fn setup_nvidia_copies_a_driver_like_tree() {
+    let mut t = TestEnv::new();
+    // A host "driver": libraries (a versioned file and its relative link) and nvidia-smi.
+    let host = t.home.join("fakehost");
+    let lib = host.join("usr/lib/x86_64-linux-gnu");
+    fs::create_dir_all(&lib).unwrap();
+    fs::create_dir_all(host.join("usr/bin")).unwrap();
+    t.write_file(&lib.join("libcuda.so.550.54"), b"driver");
+    std::os::unix::fs::symlink("libcuda.so.550.54", lib.join("libcuda.so.1")).unwrap();
+    t.write_file(&lib.join("libnvidia-ml.so.550.54"), b"nvml");
+    t.write_file(
+        &host.join("usr/bin/nvidia-smi"),
+        b"#!/bin/sh\necho fake-nvidia-smi \"$@\"\n",
+    );
+    fs::set_permissions(
+        host.join("usr/bin/nvidia-smi"),
+        fs::Permissions::from_mode(0o755),
+    )
+    .unwrap();
+    t.set_env("UDOCKER_NVIDIA_HOST_ROOT", host.to_str().unwrap());
+    let img = format!("{}/library/debian:bookworm", t.fx.registry());
+    t.ud_ok(&["pull", &img]);
+    t.ud_ok(&["create", "--name=gpu", &img]);
+    let out = t.ud_ok(&["setup", "--nvidia", "gpu"]);
+    assert!(
+        out.contains("nvidiamode: True"),
+        "expected the mode shown: {out}"
+    );
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", "gpu"]).trim());
+    let cl = root.join("usr/lib/x86_64-linux-gnu");
+    assert_eq!(fs::read(cl.join("libcuda.so.550.54")).unwrap(), b"driver");
+    assert_eq!(
+        fs::read_link(cl.join("libcuda.so.1")).unwrap(),
+        PathBuf::from("libcuda.so.550.54")
+    );
+    assert!(cl.join("libnvidia-ml.so.550.54").is_file());
+    let run = t.ud_ok(&["run", "--nobanner", "gpu", "nvidia-smi", "-L"]);
+    assert!(
+        run.contains("fake-nvidia-smi -L"),
+        "expected nvidia-smi to run in the container: {run}"
+    );
+    let err = t.ud_fail(&["setup", "--nvidia", "gpu"]);
+    assert!(
+        err.contains("--force"),
+        "expected a refusal naming --force: {err}"
+    );
+    t.ud_ok(&["setup", "--nvidia", "--force", "gpu"]);
+}

@@ -602,7 +602,7 @@ fn execution_modes() {
     );
     t.ud_ok(&["setup", "--execmode=P1", "ml"]);
     assert_eq!(run_ok(&t, &["ml", "echo $container_execmode"]), "P1\n");
-    for m in ["F1", "R1", "S1"] {
+    for m in ["F2", "F3", "F4"] {
         let err = t.ud_fail(&["setup", &format!("--execmode={m}"), "ml"]);
         assert!(
             err.contains(&format!("execution mode {m} is not available yet")),

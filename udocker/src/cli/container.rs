@@ -219,9 +219,48 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
     let repo = ctx.repo()?;
     let c = find(&repo, &p.args[0])?;
     if let Some(m) = p.get("--execmode") {
-        // Only the engines this version has (P1, P2) can be chosen.
-        crate::engine::ExecMode::parse(m).map_err(|e| Fail::new(e.to_string()))?;
+        // Only the engines this version has (P1, P2, R1, R2, R3, S1) can be chosen. The R and S
+        // engines bind files instead of changing the container (no FileBind): switching
+        // between them and P is just the choice of engine.
+        let new = crate::engine::ExecMode::parse(m).map_err(|e| Fail::new(e.to_string()))?;
+        // Fakechroot modes need ROOT's absolute symlinks to point into ROOT (the kernel
+        // follows them on the host); leaving them restores the links (upstream's links_conv).
+        let old_f = c
+            .exec_mode()
+            .is_some_and(|o| o.to_ascii_uppercase().starts_with('F'));
+        if new.is_fakechroot() != old_f {
+            if c.protected() {
+                return Err(Fail::new(format!("container is protected: {}", c.id)));
+            }
+            let n = crate::engine::fakechroot::convert_links(&c.root(), new.is_fakechroot())
+                .map_err(|e| Fail::new(e.to_string()))?;
+            crate::debug!("setup: {n} symlink(s) converted");
+        }
         repo.set_exec_mode(&c, m)?;
+    }
+    if p.has("--nvidia") {
+        if c.protected() {
+            return Err(Fail::new(format!("container is protected: {}", c.id)));
+        }
+        // UDOCKER_NVIDIA_HOST_ROOT: where the host's driver tree is (tests give their own).
+        let host_root = std::env::var_os("UDOCKER_NVIDIA_HOST_ROOT")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_else(|| "/".into());
+        let extra: Vec<std::path::PathBuf> = std::env::var("LD_LIBRARY_PATH")
+            .unwrap_or_default()
+            .split(':')
+            .filter(|d| d.starts_with('/'))
+            .map(std::path::PathBuf::from)
+            .collect();
+        let rep = crate::engine::nvidia::setup(&host_root, &extra, &c.root(), p.has("--force"))
+            .map_err(|e| Fail::new(e.to_string()))?;
+        let marker = c.dir.join("nvidia");
+        crate::fsutil::write_atomic(&marker, b"", 0o644)
+            .map_err(|e| Fail::new(format!("writing {}: {e}", marker.display())))?;
+        crate::info!(
+            "nvidia: {} file(s) copied into the container",
+            rep.copied.len()
+        );
     }
     let c = find(&repo, &p.args[0])?;
     println!(

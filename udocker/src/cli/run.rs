@@ -79,8 +79,9 @@ usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]\n\
   --location=DIR             run a root file system directory (no image metadata)\n\
   --nobanner                 no STARTING banner\n\
   -i, -t, -a                 accepted (the terminal is passed through as it is)\n\
-  -p, -P                     accepted with a warning: P modes do not remap ports\n\
-  --device, --volumes-from, --dns, --dns-search  accepted and ignored\n";
+  -p, -P                     accepted with a warning: ports are not remapped\n\
+  --device=HOST[:CONT]       bind a device (R1/R2/R3 modes; ignored by the others)\n\
+  --volumes-from, --dns, --dns-search  accepted and ignored\n";
 
 pub fn commands() -> Vec<Command> {
     vec![Command {
@@ -163,6 +164,7 @@ fn request(p: &Parsed, args: Vec<String>) -> Result<RunRequest, Fail> {
             .get("--kernel")
             .filter(|k| !k.is_empty())
             .map(str::to_string),
+        devices: p.all("--device").to_vec(),
     })
 }
 
@@ -279,15 +281,15 @@ fn run(ctx: &Ctx, p: Parsed) -> CmdResult {
     };
     let req = request(&p, cmd_args)?;
     pull_mode(&p)?;
-    for k in ["--device", "--volumes-from", "--dns", "--dns-search"] {
+    for k in ["--volumes-from", "--dns", "--dns-search"] {
         if p.has(k) {
             warn!("option {k} is ignored by this execution mode");
         }
     }
     if p.has("-p") || p.has("-P") {
         warn!(
-            "ports are not remapped in the P1/P2 execution modes (-p/-P ignored): programs bind \
-             the host's ports directly, and ports below 1024 cannot be bound without privileges"
+            "ports are not remapped (-p/-P ignored): programs bind the host's ports directly, \
+             and ports below 1024 cannot be bound without privileges"
         );
     }
     if req.hostauth && req.containerauth {
@@ -429,6 +431,20 @@ fn start(
     } else {
         u8::from(msg::enabled(msg::WAR))
     };
-    let status = engine::ptrace::execute(&plan, verbose).map_err(fail)?;
+    if !plan.devices.is_empty() && !target.mode.is_runc() {
+        warn!(
+            "option --device is ignored by execution mode {} (R modes bind devices)",
+            target.mode.as_str()
+        );
+    }
+    let status = match target.mode {
+        ExecMode::P1 | ExecMode::P2 => engine::ptrace::execute(&plan, verbose),
+        ExecMode::R1 | ExecMode::R2 | ExecMode::R3 => {
+            engine::runc::execute(&plan, &target.state_dir, verbose)
+        }
+        ExecMode::S1 => engine::singularity::execute(&plan, verbose),
+        ExecMode::F1 => engine::fakechroot::execute(&plan, &target.state_dir, verbose),
+    }
+    .map_err(fail)?;
     Ok(status.clamp(0, 255) as u8)
 }

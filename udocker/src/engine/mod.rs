@@ -1,13 +1,18 @@
 //! Running a container (`spec/udocker.md` §1 run flow, §5, §6): the validated request from the
 //! command line and the container's image metadata become one [`Plan`] (root, volumes, working
 //! directory, user, command, environment) before anything is started; then an engine runs it.
-//! Only the P1/P2 engines (the built-in ptrace tracer) exist so far.
+//! Engines: P1/P2 (the built-in ptrace tracer, ptrace.rs), R1/R2/R3 (a rootless runc or crun
+//! from the host, runc.rs) and S1 (the host's Apptainer/Singularity, singularity.rs).
 //!
 //! Paths inside the container are resolved with the tracer's own translator (bindings first,
 //! symlinks followed inside the container), so what `run` checks is what the program will see.
 
 pub mod env;
+pub mod fakechroot;
+pub mod nvidia;
 pub mod ptrace;
+pub mod runc;
+pub mod singularity;
 pub mod users;
 
 use std::collections::BTreeMap;
@@ -36,6 +41,10 @@ pub enum EngineError {
     Affinity(String, nix::Error),
     Io(String, PathBuf, io::Error),
     Tracer(tracer::TracerError),
+    /// The engine cannot run on this host (no runtime, user namespaces disabled): why.
+    Unavailable(String),
+    /// The runtime (runc, crun, apptainer) failed before the container ran: its message.
+    Runtime(String),
 }
 
 impl fmt::Display for EngineError {
@@ -60,6 +69,10 @@ impl fmt::Display for EngineError {
             EngineError::Affinity(s, e) => write!(f, "setting the CPU affinity to {s}: {e}"),
             EngineError::Io(op, p, e) => write!(f, "{op} {}: {e}", p.display()),
             EngineError::Tracer(e) => write!(f, "{e}"),
+            EngineError::Unavailable(why) => {
+                write!(f, "{why} (use setup --execmode=P1 CONTAINER)")
+            }
+            EngineError::Runtime(m) => write!(f, "{m}"),
         }
     }
 }
@@ -97,15 +110,31 @@ fn io_err(op: &str, p: &Path) -> impl FnOnce(io::Error) -> EngineError {
 pub enum ExecMode {
     P1,
     P2,
+    /// runc/crun (rootless, user namespace).
+    R1,
+    /// The tracer (P1) inside the runc/crun container.
+    R2,
+    /// The tracer without seccomp (P2) inside the runc/crun container.
+    R3,
+    /// Apptainer/Singularity.
+    S1,
+    /// The fakechroot shim (LD_PRELOAD) through the container's own loader (fakechroot.rs).
+    F1,
 }
 
 impl ExecMode {
-    /// `P1`/`P2` (any case); the other modes of upstream's list are known but not available.
+    /// `P1`/`P2`/`R1`/`R2`/`R3`/`S1`/`F1` (any case); the other modes of upstream's list (F2-F4) are
+    /// known but not available.
     pub fn parse(s: &str) -> Result<ExecMode, EngineError> {
         let m = s.trim().to_ascii_uppercase();
         match m.as_str() {
             "P1" => Ok(ExecMode::P1),
             "P2" => Ok(ExecMode::P2),
+            "R1" => Ok(ExecMode::R1),
+            "R2" => Ok(ExecMode::R2),
+            "R3" => Ok(ExecMode::R3),
+            "S1" => Ok(ExecMode::S1),
+            "F1" => Ok(ExecMode::F1),
             _ if crate::container::EXEC_MODES.contains(&m.as_str()) => {
                 Err(EngineError::ModeNotAvailable(m))
             }
@@ -117,7 +146,22 @@ impl ExecMode {
         match self {
             ExecMode::P1 => "P1",
             ExecMode::P2 => "P2",
+            ExecMode::R1 => "R1",
+            ExecMode::R2 => "R2",
+            ExecMode::R3 => "R3",
+            ExecMode::S1 => "S1",
+            ExecMode::F1 => "F1",
         }
+    }
+
+    /// R1/R2/R3: run by runc or crun.
+    pub fn is_runc(self) -> bool {
+        matches!(self, ExecMode::R1 | ExecMode::R2 | ExecMode::R3)
+    }
+
+    /// F1 (later F2-F4): the fakechroot shim.
+    pub fn is_fakechroot(self) -> bool {
+        matches!(self, ExecMode::F1)
     }
 }
 
@@ -288,6 +332,8 @@ pub struct RunRequest {
     pub bindhome: bool,
     pub cpus: Option<Vec<usize>>,
     pub kernel: Option<String>,
+    /// `--device=HOST[:CONT]` (R modes: bound into the container's /dev).
+    pub devices: Vec<String>,
 }
 
 /// The container to run.
@@ -354,6 +400,8 @@ pub struct Plan {
     pub kernel: Option<String>,
     pub cpus: Option<Vec<usize>>,
     pub mode: ExecMode,
+    /// `--device` as given.
+    pub devices: Vec<String>,
     /// Things the user should hear about (ignored items, the default command).
     pub warnings: Vec<String>,
 }
@@ -682,6 +730,7 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
         kernel: req.kernel.clone(),
         cpus: req.cpus.clone(),
         mode: target.mode,
+        devices: req.devices.clone(),
         warnings,
     })
 }

@@ -27,8 +27,8 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
         kill_on_exit: true,
         // P1 falls back to P2 when no seccomp filter can be installed (old kernels), as PRoot.
         mode: match plan.mode {
-            ExecMode::P1 => tracer::Mode::Auto,
             ExecMode::P2 => tracer::Mode::P2,
+            _ => tracer::Mode::Auto,
         },
         // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off.
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),

@@ -1,0 +1,172 @@
+//! The environment udocker sets (§4.4), captured once (from `.init_array`, or lazily by the
+//! first wrapper) into fixed static buffers: no allocation, and later `setenv` calls by the
+//! program cannot move the root (as udocker's fork).
+
+use crate::path::{View, PATH_MAX};
+use crate::real;
+use core::cell::UnsafeCell;
+use core::sync::atomic::{AtomicU8, Ordering};
+
+/// Variables kept across `execve` even when the program passes its own environment (§4.4:
+/// upstream's list plus the fork's).
+pub const PRESERVED: &[&[u8]] = &[
+    b"FAKECHROOT_BASE",
+    b"FAKECHROOT_EXCLUDE_PATH",
+    b"FAKECHROOT_DIR_MAP",
+    b"FAKECHROOT_ELFLOADER",
+    b"FAKECHROOT_ELFLOADER_OPT_ARGV0",
+    b"FAKECHROOT_DEBUG",
+    b"FAKECHROOT_CMD_SUBST",
+    b"FAKECHROOT_AF_UNIX_PATH",
+    b"FAKECHROOT_EXPAND_SYMLINKS",
+    b"FAKECHROOT_LIBRARY_ORIG",
+    b"FAKECHROOT_LIBC",
+    b"LD_LIBRARY_PATH",
+    b"LD_LIBRARY_REAL",
+    b"LD_PRELOAD",
+];
+
+const ENV_MAX: usize = 32 * 1024;
+
+pub struct Config {
+    base: [u8; PATH_MAX],
+    base_len: usize,
+    exclude: [u8; PATH_MAX],
+    exclude_len: usize,
+    dir_map: [u8; 2 * PATH_MAX],
+    dir_map_len: usize,
+    loader: [u8; PATH_MAX],
+    loader_len: usize,
+    argv0_opt: [u8; 64],
+    argv0_opt_len: usize,
+    pub debug: bool,
+    /// `K=V\0K=V\0…` of the preserved variables that were set.
+    env: [u8; ENV_MAX],
+    env_len: usize,
+}
+
+struct Cell(UnsafeCell<Config>);
+// SAFETY: written once by the thread that wins STATE 0 -> 1, read only after STATE is 2.
+unsafe impl Sync for Cell {}
+
+static CFG: Cell = Cell(UnsafeCell::new(Config {
+    base: [0; PATH_MAX],
+    base_len: 0,
+    exclude: [0; PATH_MAX],
+    exclude_len: 0,
+    dir_map: [0; 2 * PATH_MAX],
+    dir_map_len: 0,
+    loader: [0; PATH_MAX],
+    loader_len: 0,
+    argv0_opt: [0; 64],
+    argv0_opt_len: 0,
+    debug: false,
+    env: [0; ENV_MAX],
+    env_len: 0,
+}));
+static STATE: AtomicU8 = AtomicU8::new(0);
+
+fn copy_into(dst: &mut [u8], src: &[u8]) -> usize {
+    // A value that does not fit is dropped whole rather than cut (a cut root would be wrong).
+    if src.len() >= dst.len() {
+        return 0;
+    }
+    dst[..src.len()].copy_from_slice(src);
+    src.len()
+}
+
+fn load(c: &mut Config) {
+    let var = |k: &[u8]| -> &'static [u8] {
+        let mut name = [0u8; 64];
+        match crate::path::concat(&mut name, &[k]) {
+            Some(_) => real::getenv(&name).unwrap_or(b""),
+            None => b"",
+        }
+    };
+    let mut base = var(b"FAKECHROOT_BASE");
+    while base.len() > 1 && base.ends_with(b"/") {
+        base = &base[..base.len() - 1];
+    }
+    if base == b"/" {
+        base = b"";
+    }
+    c.base_len = copy_into(&mut c.base, base);
+    c.exclude_len = copy_into(&mut c.exclude, var(b"FAKECHROOT_EXCLUDE_PATH"));
+    c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
+    c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
+    c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
+    c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
+    let mut n = 0;
+    for k in PRESERVED {
+        let v = var(k);
+        if v.is_empty() {
+            continue;
+        }
+        if let Some(m) = crate::path::concat(&mut c.env[n..], &[k, b"=", v]) {
+            n += m + 1;
+        }
+    }
+    c.env_len = n;
+}
+
+/// The configuration, loading it on first use.
+pub fn get() -> &'static Config {
+    if STATE.load(Ordering::Acquire) != 2 {
+        if STATE
+            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+            .is_ok()
+        {
+            // SAFETY: only this thread writes, before publishing STATE = 2.
+            load(unsafe { &mut *CFG.0.get() });
+            STATE.store(2, Ordering::Release);
+        } else {
+            while STATE.load(Ordering::Acquire) != 2 {
+                core::hint::spin_loop();
+            }
+        }
+    }
+    // SAFETY: STATE is 2: the config is complete and never written again.
+    unsafe { &*CFG.0.get() }
+}
+
+impl Config {
+    pub fn view(&self) -> View<'_> {
+        View {
+            base: &self.base[..self.base_len],
+            exclude: &self.exclude[..self.exclude_len],
+            dir_map: &self.dir_map[..self.dir_map_len],
+        }
+    }
+
+    pub fn active(&self) -> bool {
+        self.base_len > 0
+    }
+
+    /// `FAKECHROOT_ELFLOADER`, NUL-terminated, when set.
+    pub fn loader(&self) -> Option<&[u8]> {
+        (self.loader_len > 0).then(|| &self.loader[..=self.loader_len])
+    }
+
+    /// `FAKECHROOT_ELFLOADER_OPT_ARGV0` (`--argv0`), NUL-terminated, when set.
+    pub fn argv0_opt(&self) -> Option<&[u8]> {
+        (self.argv0_opt_len > 0).then(|| &self.argv0_opt[..=self.argv0_opt_len])
+    }
+
+    /// The captured `K=V` strings, each NUL-terminated.
+    pub fn preserved(&self) -> impl Iterator<Item = &[u8]> {
+        self.env[..self.env_len]
+            .split_inclusive(|&b| b == 0)
+            .filter(|s| s.len() > 1)
+    }
+}
+
+/// Load the configuration when the library is loaded (glibc and musl both run `.init_array`;
+/// musl passes no arguments, so none are read).
+#[used]
+#[link_section = ".init_array"]
+static INIT: extern "C" fn() = {
+    extern "C" fn init() {
+        get();
+    }
+    init
+};

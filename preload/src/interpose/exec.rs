@@ -1,0 +1,414 @@
+//! exec and spawn (§4.3): the program is found in the container, and an ELF program with an
+//! interpreter runs through the container's own loader (`FAKECHROOT_ELFLOADER`), so no host
+//! library is ever loaded; a `#!` script runs through its interpreter in the container. The
+//! variables that keep a child inside (`FAKECHROOT_*`, `LD_PRELOAD`, `LD_LIBRARY_PATH`) are
+//! added back to an environment that lacks them. Scratch arrays come from `mmap`, not malloc,
+//! so this is safe after `vfork`.
+
+use super::{xlat, AT_FDCWD, EACCES, ENAMETOOLONG, ENOENT, ENOEXEC, ENOMEM, ENOSYS, ENOTDIR};
+use crate::config;
+use crate::path::{self, PATH_MAX};
+use crate::raw;
+use crate::real::{cstr, environ, get_errno, getenv, real, set_errno};
+use core::ffi::{c_char, c_int, c_void};
+
+type Argv = *const *const c_char;
+
+/// The argument vector, environment and file of one exec, in a private mapping.
+struct Image {
+    file: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    map: *mut u8,
+    len: usize,
+}
+
+impl Drop for Image {
+    fn drop(&mut self) {
+        raw::unmap(self.map, self.len);
+    }
+}
+
+fn count(v: Argv) -> usize {
+    let mut n = 0;
+    if v.is_null() {
+        return 0;
+    }
+    // SAFETY: a NULL-terminated vector of strings, as execve(2) requires.
+    while unsafe { !(*v.add(n)).is_null() } {
+        n += 1;
+    }
+    n
+}
+
+/// Pointer-array builder over the mapping.
+struct Vec0 {
+    at: *mut *const c_char,
+    n: usize,
+}
+
+impl Vec0 {
+    fn push(&mut self, s: *const c_char) {
+        // SAFETY: the mapping was sized for every push plus the terminating NULL.
+        unsafe { *self.at.add(self.n) = s };
+        self.n += 1;
+    }
+    fn finish(mut self) -> Argv {
+        self.push(core::ptr::null());
+        self.at as Argv
+    }
+}
+
+/// True when `env` (`K=V`) sets the same variable as `kv`.
+fn same_key(env: &[u8], kv: &[u8]) -> bool {
+    let k = &kv[..kv.iter().position(|&b| b == b'=').unwrap_or(kv.len())];
+    env.len() > k.len() && env.starts_with(k) && env[k.len()] == b'='
+}
+
+/// Build what to exec for the guest program `file` (as the caller named it).
+unsafe fn prepare(
+    file: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    host: &mut [u8; PATH_MAX],
+    host2: &mut [u8; PATH_MAX],
+) -> Result<Image, c_int> {
+    let cfg = config::get();
+    // SAFETY: the caller's path.
+    let hp = unsafe { xlat(b"execve", AT_FDCWD, file, host) }?;
+    let mut hdr = [0u8; 1024];
+    let n = raw::read_head(hp.cast(), &mut hdr);
+    if n < 0 {
+        return Err(-n as c_int);
+    }
+    let hdr = &hdr[..n as usize];
+    // SAFETY: `hp` is NUL-terminated; X_OK = 1.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_FACCESSAT,
+            raw::AT_FDCWD as usize,
+            hp as usize,
+            1,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(-r as c_int);
+    }
+    let argc = count(argv);
+    let envc = count(envp);
+    let npres = config::PRESERVED.len();
+    let ptrs = (argc + 8) + (envc + npres + 1);
+    let strings = 2 * 512;
+    let len = (ptrs * 8 + strings + 4095) & !4095;
+    let map = raw::map(len);
+    if map.is_null() {
+        return Err(ENOMEM);
+    }
+    let mut img = Image {
+        file: hp,
+        argv: core::ptr::null(),
+        envp: core::ptr::null(),
+        map,
+        len,
+    };
+    let mut av = Vec0 {
+        at: map.cast(),
+        n: 0,
+    };
+    // SAFETY: inside the mapping (ptrs * 8 bytes of pointers, then the strings).
+    let mut ev = Vec0 {
+        at: unsafe { map.cast::<*const c_char>().add(argc + 8) },
+        n: 0,
+    };
+    // SAFETY: as above.
+    let strs = unsafe { core::slice::from_raw_parts_mut(map.add(ptrs * 8), strings) };
+    let (s1, s2) = strs.split_at_mut(512);
+    // SAFETY: argv has argc entries.
+    let arg = |i: usize| unsafe { *argv.add(i) };
+    let argv0 = if argc > 0 { arg(0) } else { file };
+    let loader = cfg.loader();
+    let opt = cfg.argv0_opt();
+    let via_loader = |av: &mut Vec0, name: *const c_char| {
+        if let Some(l) = loader {
+            av.push(l.as_ptr().cast());
+            if let Some(o) = opt {
+                av.push(o.as_ptr().cast());
+                av.push(name);
+            }
+        }
+    };
+    match path::elf_is_dynamic(hdr) {
+        Some(dynamic) => {
+            if dynamic && loader.is_some() {
+                via_loader(&mut av, argv0);
+                img.file = loader.map_or(hp, |l| l.as_ptr().cast());
+                av.push(hp);
+                (1..argc).for_each(|i| av.push(arg(i)));
+            } else {
+                (0..argc).for_each(|i| av.push(arg(i)));
+            }
+        }
+        None => {
+            let (interp, iarg) = path::shebang(hdr).ok_or(ENOEXEC)?;
+            path::concat(s1, &[interp]).ok_or(ENAMETOOLONG)?;
+            let interp_c: *const c_char = s1.as_ptr().cast();
+            // SAFETY: `interp_c` is NUL-terminated in the mapping.
+            let hi = unsafe { xlat(b"execve", AT_FDCWD, interp_c, host2) }?;
+            let mut h2 = [0u8; 1024];
+            let m = raw::read_head(hi.cast(), &mut h2);
+            if m < 0 {
+                return Err(-m as c_int);
+            }
+            let dynamic = path::elf_is_dynamic(&h2[..m as usize]).unwrap_or(false);
+            if dynamic && loader.is_some() {
+                via_loader(&mut av, interp_c);
+                img.file = loader.map_or(hi, |l| l.as_ptr().cast());
+            } else {
+                img.file = hi;
+            }
+            av.push(hi);
+            if let Some(a) = iarg {
+                path::concat(s2, &[a]).ok_or(ENAMETOOLONG)?;
+                av.push(s2.as_ptr().cast());
+            }
+            av.push(file);
+            (1..argc).for_each(|i| av.push(arg(i)));
+        }
+    }
+    img.argv = av.finish();
+    // The caller's environment, then what keeps the child inside when the caller dropped it.
+    for i in 0..envc {
+        // SAFETY: envp has envc entries.
+        ev.push(unsafe { *envp.add(i) });
+    }
+    for kv in cfg.preserved() {
+        // SAFETY: the caller's env strings are NUL-terminated.
+        let present = (0..envc).any(|i| same_key(unsafe { cstr(*envp.add(i)) }, kv));
+        if !present {
+            ev.push(kv.as_ptr().cast());
+        }
+    }
+    img.envp = ev.finish();
+    Ok(img)
+}
+
+/// execve of a guest program: returns only on failure (-1, errno set).
+unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let cfg = config::get();
+    if !cfg.active() {
+        // SAFETY: the caller's arguments, unchanged.
+        let r = unsafe {
+            raw::syscall(
+                raw::SYS_EXECVE,
+                file as usize,
+                argv as usize,
+                envp as usize,
+                0,
+            )
+        };
+        set_errno(-r as c_int);
+        return -1;
+    }
+    let mut h1 = [0u8; PATH_MAX];
+    let mut h2 = [0u8; PATH_MAX];
+    // SAFETY: the caller's arguments.
+    let e = match unsafe { prepare(file, argv, envp, &mut h1, &mut h2) } {
+        Ok(img) => {
+            // SAFETY: every pointer in the image is NUL-terminated and alive.
+            let r = unsafe {
+                raw::syscall(
+                    raw::SYS_EXECVE,
+                    img.file as usize,
+                    img.argv as usize,
+                    img.envp as usize,
+                    0,
+                )
+            };
+            -r as c_int
+        }
+        Err(e) => e,
+    };
+    set_errno(e);
+    -1
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { do_execve(file, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execv(file: *const c_char, argv: Argv) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { do_execve(file, argv, environ()) }
+}
+
+/// Run `file` (not an executable format) with the container's `/bin/sh`, as execvp does.
+unsafe fn exec_sh(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let argc = count(argv);
+    let len = ((argc + 3) * 8 + 4095) & !4095;
+    let map = raw::map(len);
+    if map.is_null() {
+        set_errno(ENOMEM);
+        return -1;
+    }
+    let mut av = Vec0 {
+        at: map.cast(),
+        n: 0,
+    };
+    av.push(c"/bin/sh".as_ptr());
+    av.push(file);
+    // SAFETY: argv has argc entries.
+    (1..argc).for_each(|i| av.push(unsafe { *argv.add(i) }));
+    let v = av.finish();
+    // SAFETY: forwarded.
+    let r = unsafe { do_execve(c"/bin/sh".as_ptr(), v, envp) };
+    let e = get_errno();
+    raw::unmap(map, len);
+    set_errno(e);
+    r
+}
+
+/// The guest `$PATH` search of execvp/posix_spawnp: calls `f` with each candidate (a
+/// NUL-terminated guest path) until it returns `Some`; `Err(errno)` when none did.
+fn search<T>(
+    name: &[u8],
+    mut f: impl FnMut(*const c_char) -> Result<T, c_int>,
+) -> Result<T, c_int> {
+    let path = getenv(b"PATH\0").unwrap_or(b"/bin:/usr/bin");
+    let mut seen_eacces = false;
+    for dir in path.split(|&b| b == b':') {
+        let dir: &[u8] = if dir.is_empty() { b"." } else { dir };
+        let mut cand = [0u8; PATH_MAX];
+        if path::concat(&mut cand, &[dir, b"/", name]).is_none() {
+            continue;
+        }
+        match f(cand.as_ptr().cast()) {
+            Ok(t) => return Ok(t),
+            Err(EACCES) => seen_eacces = true,
+            Err(ENOENT | ENOTDIR | ENAMETOOLONG | 40 | 116) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Err(if seen_eacces { EACCES } else { ENOENT })
+}
+
+unsafe fn do_execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    if file.is_null() {
+        set_errno(ENOENT);
+        return -1;
+    }
+    // SAFETY: the caller's NUL-terminated name.
+    let name = unsafe { cstr(file) };
+    if name.is_empty() {
+        set_errno(ENOENT);
+        return -1;
+    }
+    let run = |f: *const c_char| -> Result<(), c_int> {
+        // SAFETY: forwarded; returns only on failure.
+        unsafe { do_execve(f, argv, envp) };
+        match get_errno() {
+            // SAFETY: forwarded.
+            ENOEXEC => unsafe { exec_sh(f, argv, envp) },
+            e => return Err(e),
+        };
+        Err(get_errno())
+    };
+    let e = if name.contains(&b'/') {
+        run(file).err().unwrap_or(ENOEXEC)
+    } else {
+        search(name, run).err().unwrap_or(ENOEXEC)
+    };
+    set_errno(e);
+    -1
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvp(file: *const c_char, argv: Argv) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { do_execvpe(file, argv, environ()) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { do_execvpe(file, argv, envp) }
+}
+
+type SpawnFn = unsafe extern "C" fn(
+    *mut c_int,
+    *const c_char,
+    *const c_void,
+    *const c_void,
+    Argv,
+    Argv,
+) -> c_int;
+
+unsafe fn spawn(
+    pid: *mut c_int,
+    file: *const c_char,
+    fa: *const c_void,
+    at: *const c_void,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    let Some(f) = real!("posix_spawn", SpawnFn) else {
+        return ENOSYS;
+    };
+    if !config::get().active() {
+        // SAFETY: forwarded.
+        return unsafe { f(pid, file, fa, at, argv, envp) };
+    }
+    let mut h1 = [0u8; PATH_MAX];
+    let mut h2 = [0u8; PATH_MAX];
+    // SAFETY: the caller's arguments.
+    match unsafe { prepare(file, argv, envp, &mut h1, &mut h2) } {
+        // SAFETY: posix_spawn returns once the child has exec'd or failed; the image lives
+        // until then.
+        Ok(img) => unsafe { f(pid, img.file, fa, at, img.argv, img.envp) },
+        Err(e) => e,
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawn(
+    pid: *mut c_int,
+    file: *const c_char,
+    fa: *const c_void,
+    at: *const c_void,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { spawn(pid, file, fa, at, argv, envp) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn posix_spawnp(
+    pid: *mut c_int,
+    file: *const c_char,
+    fa: *const c_void,
+    at: *const c_void,
+    argv: Argv,
+    envp: Argv,
+) -> c_int {
+    if file.is_null() {
+        return ENOENT;
+    }
+    // SAFETY: the caller's NUL-terminated name.
+    let name = unsafe { cstr(file) };
+    if name.contains(&b'/') || !config::get().active() {
+        // SAFETY: forwarded.
+        return unsafe { spawn(pid, file, fa, at, argv, envp) };
+    }
+    let r = search(name, |cand| {
+        // SAFETY: forwarded.
+        match unsafe { spawn(pid, cand, fa, at, argv, envp) } {
+            0 => Ok(()),
+            e => Err(e),
+        }
+    });
+    r.err().unwrap_or(0)
+}

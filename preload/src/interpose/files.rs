@@ -1,0 +1,125 @@
+//! open, stat, access, metadata and namespace wrappers (§4.1): one translated path each (two
+//! for rename/link), then libc's function. `open`'s mode is variadic in C; on x86_64 a variadic
+//! integer argument is passed in the same register as a fixed one, so it is declared fixed.
+
+use super::{wrap, wrap2, AT_FDCWD};
+use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
+
+type Ptr = *mut c_void;
+const NULL: Ptr = core::ptr::null_mut();
+
+// open
+wrap!(open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__open_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__open64_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(openat(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(openat64(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(__openat_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(__openat64_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(creat(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(creat64(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(fopen(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(fopen64(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(freopen(p: *const c_char, m: *const c_char, f: Ptr) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(freopen64(p: *const c_char, m: *const c_char, f: Ptr) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(truncate(p: *const c_char, len: c_long) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(truncate64(p: *const c_char, len: c_long) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(mkfifo(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(mkfifoat(d: c_int, p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(mknod(p: *const c_char, mode: c_uint, dev: c_ulong) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(mknodat(d: c_int, p: *const c_char, mode: c_uint, dev: c_ulong) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(__xmknod(v: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__xmknodat(v: c_int, d: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
+
+// stat: the glibc >= 2.33 names, the older __xstat family, statx
+wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lstat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lstat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(fstatat(d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__lxstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__lxstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(statfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(statfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(statvfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(statvfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+
+// access
+wrap!(access(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(eaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(euidaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(faccessat(d: c_int, p: *const c_char, m: c_int, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(pathconf(p: *const c_char, n: c_int) -> c_long, path = p, dirfd = AT_FDCWD, fail = -1);
+
+// metadata
+wrap!(chmod(p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lchmod(p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(fchmodat(d: c_int, p: *const c_char, m: c_uint, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(chown(p: *const c_char, u: c_uint, g: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lchown(p: *const c_char, u: c_uint, g: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(fchownat(d: c_int, p: *const c_char, u: c_uint, g: c_uint, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(utime(p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(utimes(p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lutimes(p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(futimesat(d: c_int, p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(utimensat(d: c_int, p: *const c_char, t: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(getxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lgetxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(setxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize, f: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lsetxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize, f: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(listxattr(p: *const c_char, l: *mut c_char, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(llistxattr(p: *const c_char, l: *mut c_char, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(removexattr(p: *const c_char, n: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(lremovexattr(p: *const c_char, n: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+
+// namespace
+wrap!(mkdir(p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(mkdirat(d: c_int, p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(rmdir(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(unlink(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(unlinkat(d: c_int, p: *const c_char, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(remove(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap2!(rename(a: *const c_char, b: *const c_char) -> c_int, path = (a, AT_FDCWD), path2 = (b, AT_FDCWD));
+wrap2!(renameat(da: c_int, a: *const c_char, db: c_int, b: *const c_char) -> c_int, path = (a, da), path2 = (b, db));
+wrap2!(renameat2(da: c_int, a: *const c_char, db: c_int, b: *const c_char, fl: c_uint) -> c_int, path = (a, da), path2 = (b, db));
+wrap2!(link(a: *const c_char, b: *const c_char) -> c_int, path = (a, AT_FDCWD), path2 = (b, AT_FDCWD));
+wrap2!(linkat(da: c_int, a: *const c_char, db: c_int, b: *const c_char, fl: c_int) -> c_int, path = (a, da), path2 = (b, db));
+
+// directories and the loader
+wrap!(opendir(p: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(__opendir2(p: *const c_char, fl: c_int) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(chdir(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(inotify_add_watch(fd: c_int, p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(acct(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+
+/// `dlopen`: only names with a `/` are paths; bare names are left to the loader's search
+/// (LD_LIBRARY_PATH holds the container's lib dirs) (§4.2).
+#[no_mangle]
+pub unsafe extern "C" fn dlopen(p: *const c_char, flags: c_int) -> Ptr {
+    let mut buf = [0u8; crate::path::PATH_MAX];
+    // SAFETY: the caller's NUL-terminated name (or null).
+    let has_slash = !p.is_null() && unsafe { crate::real::cstr(p) }.contains(&b'/');
+    let q = if has_slash {
+        // SAFETY: as above.
+        match unsafe { super::xlat(b"dlopen", AT_FDCWD, p, &mut buf) } {
+            Ok(q) => q,
+            Err(_) => p,
+        }
+    } else {
+        p
+    };
+    match crate::real::real!("dlopen", unsafe extern "C" fn(*const c_char, c_int) -> Ptr) {
+        // SAFETY: libc's dlopen.
+        Some(f) => unsafe { f(q, flags) },
+        None => NULL,
+    }
+}

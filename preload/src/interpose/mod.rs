@@ -1,0 +1,201 @@
+//! The exported wrappers (`spec/elf-fakechroot.md` §4.1) and the translation of their path
+//! arguments. Each wrapper translates, then calls libc's function (found with `dlsym`) or a raw
+//! system call; it never calls another interposed function, so no re-entrancy guard is needed.
+
+mod cwd;
+mod exec;
+mod files;
+
+use crate::config;
+use crate::path::{self, PATH_MAX};
+use crate::raw;
+use crate::real::{self, cstr};
+use core::ffi::{c_char, c_int};
+
+pub const ENOENT: c_int = 2;
+pub const ENOEXEC: c_int = 8;
+pub const EACCES: c_int = 13;
+pub const ENOTDIR: c_int = 20;
+pub const EINVAL: c_int = 22;
+pub const ERANGE: c_int = 34;
+pub const ENAMETOOLONG: c_int = 36;
+pub const ENOSYS: c_int = 38;
+pub const ENOMEM: c_int = 12;
+pub const AT_FDCWD: c_int = -100;
+
+/// `fakechroot: WHAT A -> B` on stderr when FAKECHROOT_DEBUG is set.
+pub fn debug(what: &[u8], a: &[u8], b: &[u8]) {
+    if config::get().debug {
+        for s in [b"fakechroot: ", what, b" ", a, b" -> ", b, b"\n"] {
+            raw::write_all(2, s);
+        }
+    }
+}
+
+/// The host directory a relative path under `dirfd` starts from: the cwd, or the target of
+/// `/proc/self/fd/N`. Its length in `out` (no NUL).
+fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
+    if dirfd == AT_FDCWD {
+        // SAFETY: `out` is PATH_MAX bytes.
+        let r = unsafe { raw::syscall(raw::SYS_GETCWD, out.as_mut_ptr() as usize, PATH_MAX, 0, 0) };
+        if r < 0 {
+            return Err(-r as c_int);
+        }
+        // getcwd(2) returns the length including the NUL.
+        return Ok((r as usize).saturating_sub(1));
+    }
+    let mut link = [0u8; 64];
+    let mut digits = [0u8; 12];
+    let mut d = digits.len();
+    let mut v = dirfd as u32;
+    loop {
+        d -= 1;
+        digits[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || d == 0 {
+            break;
+        }
+    }
+    path::concat(&mut link, &[b"/proc/self/fd/", &digits[d..]]).ok_or(EINVAL)?;
+    // SAFETY: `link` is NUL-terminated, `out` is PATH_MAX bytes.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_READLINKAT,
+            raw::AT_FDCWD as usize,
+            link.as_ptr() as usize,
+            out.as_mut_ptr() as usize,
+            PATH_MAX - 1,
+        )
+    };
+    if r < 0 {
+        return Err(-r as c_int);
+    }
+    Ok(r as usize)
+}
+
+/// The pointer to hand to libc for the guest path `p` (relative to `dirfd`): `p` itself when it
+/// needs no translation, else `buf` holding the host path. `Err(errno)` when it cannot be built.
+pub unsafe fn xlat(
+    what: &[u8],
+    dirfd: c_int,
+    p: *const c_char,
+    buf: &mut [u8; PATH_MAX],
+) -> Result<*const c_char, c_int> {
+    if p.is_null() {
+        return Ok(p);
+    }
+    let cfg = config::get();
+    if !cfg.active() {
+        return Ok(p);
+    }
+    // SAFETY: libc path arguments are NUL-terminated strings.
+    let g = unsafe { cstr(p) };
+    if g.is_empty() {
+        return Ok(p);
+    }
+    let mut abs = [0u8; PATH_MAX];
+    let n = if g[0] == b'/' {
+        path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?
+    } else if !path::has_dotdot(g) {
+        // The host cwd (or dirfd) is the host path of the guest one: the kernel can resolve it.
+        return Ok(p);
+    } else {
+        let mut hd = [0u8; PATH_MAX];
+        let hl = host_dir(dirfd, &mut hd)?;
+        let mut gd = [0u8; PATH_MAX];
+        let gl = match path::narrow(&cfg.view(), &hd[..hl], &mut gd) {
+            Some(l) => l,
+            None => path::concat(&mut gd, &[&hd[..hl]]).ok_or(ENAMETOOLONG)?,
+        };
+        let mut joined = [0u8; PATH_MAX];
+        let jl = path::concat(&mut joined, &[&gd[..gl], b"/", g]).ok_or(ENAMETOOLONG)?;
+        path::normalize(&joined[..jl], &mut abs).ok_or(ENAMETOOLONG)?
+    };
+    let m = path::expand(&cfg.view(), &abs[..n], buf).ok_or(ENAMETOOLONG)?;
+    debug(what, g, &buf[..m]);
+    Ok(buf.as_ptr().cast())
+}
+
+/// Rewrite the host path in `s` (NUL-terminated, `cap` bytes available) as a guest path in
+/// place; false when the guest path does not fit.
+pub unsafe fn narrow_in_place(s: *mut c_char, cap: usize) -> bool {
+    let cfg = config::get();
+    if s.is_null() || !cfg.active() {
+        return true;
+    }
+    // SAFETY: `s` is a NUL-terminated string the caller owns.
+    let h = unsafe { cstr(s) };
+    let mut out = [0u8; PATH_MAX];
+    let Some(n) = path::narrow(&cfg.view(), h, &mut out) else {
+        return true;
+    };
+    if n + 1 > cap {
+        return false;
+    }
+    // SAFETY: `s` has room for `cap` >= n + 1 bytes.
+    unsafe { core::ptr::copy_nonoverlapping(out.as_ptr(), s.cast(), n + 1) };
+    true
+}
+
+/// A wrapper whose only change is one translated path argument.
+macro_rules! wrap {
+    ($name:ident ( $($a:ident : $t:ty),* ) -> $ret:ty, path = $p:ident, dirfd = $dfd:expr, fail = $fail:expr) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            let mut buf = [0u8; $crate::path::PATH_MAX];
+            // SAFETY: `$p` is the caller's path argument.
+            let $p = match unsafe { $crate::interpose::xlat(stringify!($name).as_bytes(), $dfd, $p, &mut buf) } {
+                Ok(p) => p,
+                Err(e) => {
+                    $crate::real::set_errno(e);
+                    return $fail;
+                }
+            };
+            match $crate::real::real!(stringify!($name), unsafe extern "C" fn($($t),*) -> $ret) {
+                // SAFETY: libc's own function with the caller's arguments.
+                Some(f) => unsafe { f($($a),*) },
+                None => {
+                    $crate::real::set_errno($crate::interpose::ENOSYS);
+                    $fail
+                }
+            }
+        }
+    };
+}
+pub(crate) use wrap;
+
+/// A wrapper with two translated path arguments.
+macro_rules! wrap2 {
+    ($name:ident ( $($a:ident : $t:ty),* ) -> $ret:ty, path = ($p:ident, $pd:expr), path2 = ($q:ident, $qd:expr)) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            let mut b1 = [0u8; $crate::path::PATH_MAX];
+            let mut b2 = [0u8; $crate::path::PATH_MAX];
+            let what = stringify!($name).as_bytes();
+            // SAFETY: the caller's path arguments.
+            let r = unsafe {
+                $crate::interpose::xlat(what, $pd, $p, &mut b1)
+                    .and_then(|p| Ok((p, $crate::interpose::xlat(what, $qd, $q, &mut b2)?)))
+            };
+            let ($p, $q) = match r {
+                Ok(x) => x,
+                Err(e) => {
+                    $crate::real::set_errno(e);
+                    return -1;
+                }
+            };
+            match $crate::real::real!(stringify!($name), unsafe extern "C" fn($($t),*) -> $ret) {
+                // SAFETY: libc's own function with the caller's arguments.
+                Some(f) => unsafe { f($($a),*) },
+                None => {
+                    $crate::real::set_errno($crate::interpose::ENOSYS);
+                    -1
+                }
+            }
+        }
+    };
+}
+pub(crate) use wrap2;
+
+#[allow(unused_imports)]
+use real::set_errno;

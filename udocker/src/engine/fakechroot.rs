@@ -1,0 +1,391 @@
+//! F1: the container's programs run natively with the fakechroot shim (`preload/`) in
+//! LD_PRELOAD, through the container's own loader (`spec/udocker.md` §5, F1–F4;
+//! `spec/elf-fakechroot.md` §4). The shim is embedded in this binary (built by `build.rs`) and
+//! written to `<container dir>/libfakechroot.so` when it is missing or differs.
+//!
+//! The command line is upstream's `env -i K=V… <ROOT>/<ld.so> <host path of the program> args`
+//! (scripts: `<ld.so> <host interpreter> [arg] <script> args`), with `--argv0` when the loader
+//! knows it (glibc >= 2.33), so that programs see the name they were called by.
+//!
+//! Not yet here: F2–F4 (loader patching, ELF patching), musl containers, `UDOCKER_FAKECHROOT_SO`
+//! selection by distribution.
+
+use super::{io_err, EngineError, Origin, Plan};
+use std::collections::BTreeMap;
+use std::fs;
+use std::io::Read;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::os::unix::process::{CommandExt, ExitStatusExt};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use tracer::path::RealFs;
+
+/// The shim, as built for this binary's architecture (empty where F modes are not supported).
+pub static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libpreload.so"));
+
+/// The guest paths where the x86_64 glibc loader lives, in order of preference.
+const LOADERS: &[&str] = &[
+    "/lib64/ld-linux-x86-64.so.2",
+    "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+    "/usr/lib64/ld-linux-x86-64.so.2",
+    "/lib/ld-linux-x86-64.so.2",
+];
+
+/// The container library directories that come first in LD_PRELOAD's search (upstream's
+/// `lib_dirs_list_essential`).
+const LIB_DIRS: &[&str] = &[
+    "/lib/x86_64-linux-gnu",
+    "/usr/lib/x86_64-linux-gnu",
+    "/lib64",
+    "/usr/lib64",
+    "/lib",
+    "/usr/lib",
+];
+
+/// Write the embedded library into the container directory (atomically, only when it differs)
+/// and return its path.
+pub fn install_library(state_dir: &Path) -> Result<PathBuf, EngineError> {
+    if LIBRARY.is_empty() {
+        return Err(EngineError::Unavailable(format!(
+            "execution mode F1 is not available on {}",
+            std::env::consts::ARCH
+        )));
+    }
+    let p = state_dir.join("libfakechroot.so");
+    if fs::read(&p).ok().as_deref() != Some(LIBRARY) {
+        crate::fsutil::write_atomic(&p, LIBRARY, 0o755).map_err(io_err("writing", &p))?;
+    }
+    Ok(p)
+}
+
+/// `(host path, guest path)` of a guest path resolved inside the container.
+fn resolve(tr: &tracer::path::Translator, guest: &str) -> Option<(String, PathBuf)> {
+    let (g, h) = tr.resolve(&RealFs, guest.as_bytes(), true).ok()?;
+    Some((
+        String::from_utf8_lossy(&g).into_owned(),
+        PathBuf::from(std::ffi::OsString::from_vec(h)),
+    ))
+}
+
+/// Directories listed in the container's `/etc/ld.so.conf.d/*.conf` (absolute lines only).
+fn ld_so_conf_dirs(root: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    let Ok(rd) = fs::read_dir(root.join("etc/ld.so.conf.d")) else {
+        return out;
+    };
+    let mut files: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+    files.sort();
+    for f in files {
+        if f.extension().is_some_and(|e| e == "conf") {
+            for l in fs::read_to_string(&f).unwrap_or_default().lines() {
+                let l = l.trim();
+                if l.starts_with('/') {
+                    out.push(l.to_string());
+                }
+            }
+        }
+    }
+    out
+}
+
+/// What the first exec looks like: the file to run and its argv.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launch {
+    pub file: PathBuf,
+    pub argv: Vec<Vec<u8>>,
+}
+
+/// `#!interp [arg]` of a script (Linux semantics: the rest of the line is one argument).
+fn shebang(head: &[u8]) -> Option<(String, Option<String>)> {
+    let h = head.strip_prefix(b"#!")?;
+    let line = &h[..h.iter().position(|&b| b == b'\n').unwrap_or(h.len())];
+    let line = String::from_utf8_lossy(line);
+    let line = line.trim();
+    let (interp, arg) = match line.split_once([' ', '\t']) {
+        Some((i, a)) => (i, Some(a.trim().to_string()).filter(|a| !a.is_empty())),
+        None => (line, None),
+    };
+    (!interp.is_empty()).then(|| (interp.to_string(), arg))
+}
+
+/// ELF with a PT_INTERP (so it runs through the loader)? `None` when not ELF.
+fn elf_dynamic(head: &[u8]) -> Option<bool> {
+    if head.len() < 64 || &head[..4] != b"\x7fELF" {
+        return None;
+    }
+    let u16at = |o: usize| u16::from_le_bytes([head[o], head[o + 1]]) as usize;
+    let phoff = u64::from_le_bytes(head[32..40].try_into().ok()?) as usize;
+    let (ent, num) = (u16at(54), u16at(56));
+    for i in 0..num {
+        let o = phoff.checked_add(i.checked_mul(ent)?)?;
+        let Some(t) = head.get(o..o + 4) else {
+            return Some(true);
+        };
+        if t == [3, 0, 0, 0] {
+            return Some(true);
+        }
+    }
+    Some(false)
+}
+
+fn head(p: &Path) -> Vec<u8> {
+    let mut b = Vec::with_capacity(4096);
+    if let Ok(f) = fs::File::open(p) {
+        let _ = f.take(4096).read_to_end(&mut b);
+    }
+    b
+}
+
+/// Build the first exec: the program through the loader (or directly when static), a script
+/// through its interpreter.
+pub fn launch(
+    tr: &tracer::path::Translator,
+    loader: &Path,
+    argv0_opt: bool,
+    argv: &[String],
+) -> Result<Launch, EngineError> {
+    let prog = &argv[0];
+    let (_, host) = resolve(tr, prog).ok_or_else(|| EngineError::CommandNotFound(prog.clone()))?;
+    let hb = head(&host);
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let via_loader = |out: &mut Vec<Vec<u8>>, name: &str| {
+        out.push(loader.as_os_str().as_bytes().to_vec());
+        if argv0_opt {
+            out.push(b"--argv0".to_vec());
+            out.push(name.as_bytes().to_vec());
+        }
+    };
+    let file = match elf_dynamic(&hb) {
+        Some(true) => {
+            via_loader(&mut out, prog);
+            out.push(host.as_os_str().as_bytes().to_vec());
+            loader.to_path_buf()
+        }
+        Some(false) => {
+            out.push(prog.as_bytes().to_vec());
+            host
+        }
+        None => {
+            let (interp, arg) =
+                shebang(&hb).ok_or_else(|| EngineError::NotExecutable(prog.clone()))?;
+            let (_, hi) =
+                resolve(tr, &interp).ok_or_else(|| EngineError::CommandNotFound(interp.clone()))?;
+            let file = if elf_dynamic(&head(&hi)) == Some(true) {
+                via_loader(&mut out, &interp);
+                loader.to_path_buf()
+            } else {
+                hi.clone()
+            };
+            out.push(hi.as_os_str().as_bytes().to_vec());
+            if let Some(a) = arg {
+                out.push(a.into_bytes());
+            }
+            out.push(prog.as_bytes().to_vec());
+            file
+        }
+    };
+    out.extend(argv[1..].iter().map(|a| a.as_bytes().to_vec()));
+    Ok(Launch { file, argv: out })
+}
+
+/// The environment of an F1 run: the plan's, plus what the shim reads.
+pub fn environment(
+    plan: &Plan,
+    root: &Path,
+    library: &Path,
+    loader: &Path,
+    argv0_opt: bool,
+    warnings: &mut Vec<String>,
+) -> BTreeMap<String, String> {
+    let tr = super::translator(root, &plan.volumes);
+    let mut env = plan.env.clone();
+    let s = |p: &Path| p.to_string_lossy().into_owned();
+    let mut exclude: Vec<String> = Vec::new();
+    let mut map: Vec<(String, String)> = Vec::new();
+    for v in &plan.volumes {
+        let h = s(&v.host);
+        if h.contains([':', '!']) || v.guest.contains([':', '!']) {
+            warnings.push(format!(
+                "volume {h}:{} ignored in F1: ':' and '!' cannot be passed to the shim",
+                v.guest
+            ));
+            continue;
+        }
+        if h == v.guest {
+            exclude.push(h);
+        } else {
+            map.push((h, v.guest.clone()));
+        }
+        if v.readonly && v.origin == Origin::User {
+            warnings.push(format!(
+                "volume {}: read-only is not enforced in F1",
+                v.guest
+            ));
+        }
+    }
+    // Most specific first, as upstream sorts them (by container path, descending).
+    map.sort_by(|a, b| b.1.cmp(&a.1));
+    let mut libdirs: Vec<String> = Vec::new();
+    let guest_dirs = LIB_DIRS
+        .iter()
+        .map(|d| d.to_string())
+        .chain(ld_so_conf_dirs(root));
+    for d in guest_dirs {
+        if let Some((_, h)) = resolve(&tr, &d) {
+            let h = s(&h);
+            if Path::new(&h).is_dir() && !libdirs.contains(&h) {
+                libdirs.push(h);
+            }
+        }
+    }
+    env.insert("FAKECHROOT_BASE".into(), s(root));
+    env.insert("LD_PRELOAD".into(), s(library));
+    env.insert("FAKECHROOT_ELFLOADER".into(), s(loader));
+    if argv0_opt {
+        env.insert("FAKECHROOT_ELFLOADER_OPT_ARGV0".into(), "--argv0".into());
+    }
+    env.insert("LD_LIBRARY_PATH".into(), libdirs.join(":"));
+    if !exclude.is_empty() {
+        env.insert("FAKECHROOT_EXCLUDE_PATH".into(), exclude.join(":"));
+    }
+    if !map.is_empty() {
+        let m: Vec<String> = map.iter().map(|(h, g)| format!("{h}!{g}")).collect();
+        env.insert("FAKECHROOT_DIR_MAP".into(), m.join(":"));
+    }
+    env.insert("PWD".into(), plan.cwd.clone());
+    env
+}
+
+/// Does this glibc loader take `--argv0` (glibc >= 2.33)?
+fn loader_has_argv0(loader: &Path) -> bool {
+    fs::read(loader).is_ok_and(|b| b.windows(8).any(|w| w == b"--argv0\0"))
+}
+
+/// Run the plan in F1; returns the exit status (128+N for death by signal N).
+pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, EngineError> {
+    let root = fs::canonicalize(&plan.root).map_err(io_err("resolving", &plan.root))?;
+    let tr = super::translator(&root, &plan.volumes);
+    let loader = LOADERS
+        .iter()
+        .find_map(|g| resolve(&tr, g).filter(|(_, h)| h.is_file()))
+        .map(|(_, h)| h)
+        .ok_or_else(|| {
+            EngineError::Unavailable(
+                "execution mode F1: no glibc x86_64 loader (ld-linux-x86-64.so.2) in the container"
+                    .into(),
+            )
+        })?;
+    let library = install_library(state_dir)?;
+    let argv0_opt = loader_has_argv0(&loader);
+    let mut warnings = Vec::new();
+    let env = environment(plan, &root, &library, &loader, argv0_opt, &mut warnings);
+    for w in warnings {
+        crate::warn!("{w}");
+    }
+    let l = launch(&tr, &loader, argv0_opt, &plan.argv)?;
+    let (_, cwd) =
+        resolve(&tr, &plan.cwd).ok_or_else(|| EngineError::InvalidWorkdir(plan.cwd.clone()))?;
+    if verbose > 1 {
+        crate::debug!("F1 exec {} {:?}", l.file.display(), l.argv);
+    }
+    if let Some(cpus) = &plan.cpus {
+        super::ptrace::set_affinity(cpus)?;
+    }
+    let mut cmd = Command::new(&l.file);
+    cmd.arg0(std::ffi::OsStr::from_bytes(&l.argv[0]))
+        .args(l.argv[1..].iter().map(|a| std::ffi::OsStr::from_bytes(a)))
+        .env_clear()
+        .envs(&env)
+        .current_dir(&cwd);
+    let st = cmd
+        .status()
+        .map_err(|e| EngineError::Io("running".into(), l.file.clone(), e))?;
+    Ok(st.code().unwrap_or_else(|| 128 + st.signal().unwrap_or(0)))
+}
+
+/// `setup --execmode`: entering a fakechroot mode makes every absolute symlink in ROOT point
+/// into ROOT (the kernel resolves them on the host); leaving restores them (upstream's
+/// `links_conv`, §5). Returns the number of links changed.
+pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineError> {
+    let base = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let prefix = base.as_os_str().as_bytes().to_vec();
+    let mut n = 0;
+    let mut stack = vec![base.clone()];
+    while let Some(dir) = stack.pop() {
+        let Ok(rd) = fs::read_dir(&dir) else { continue };
+        for e in rd.flatten() {
+            let Ok(ft) = e.file_type() else { continue };
+            let p = e.path();
+            if ft.is_dir() {
+                stack.push(p);
+                continue;
+            }
+            if !ft.is_symlink() {
+                continue;
+            }
+            let Ok(t) = fs::read_link(&p) else { continue };
+            let t = t.as_os_str().as_bytes();
+            let under = t.starts_with(&prefix) && t.get(prefix.len()).is_none_or(|&b| b == b'/');
+            let new: Vec<u8> = match (to_container, t.first() == Some(&b'/'), under) {
+                (true, true, false) => [&prefix[..], t].concat(),
+                (false, _, true) => {
+                    let rest = &t[prefix.len()..];
+                    if rest.is_empty() {
+                        b"/".to_vec()
+                    } else {
+                        rest.to_vec()
+                    }
+                }
+                _ => continue,
+            };
+            let tmp =
+                p.with_file_name(format!(".{}.udocker-link", e.file_name().to_string_lossy()));
+            let _ = fs::remove_file(&tmp);
+            std::os::unix::fs::symlink(std::ffi::OsStr::from_bytes(&new), &tmp)
+                .map_err(io_err("creating symlink", &tmp))?;
+            fs::rename(&tmp, &p).map_err(io_err("replacing symlink", &p))?;
+            n += 1;
+        }
+    }
+    Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shebang_lines() {
+        assert_eq!(shebang(b"#!/bin/sh\n"), Some(("/bin/sh".into(), None)));
+        assert_eq!(
+            shebang(b"#! /usr/bin/env python3 -u\n"),
+            Some(("/usr/bin/env".into(), Some("python3 -u".into())))
+        );
+        assert_eq!(shebang(b"echo"), None);
+    }
+
+    #[test]
+    fn links_round_trip() {
+        let d = tempfile::tempdir().unwrap();
+        let root = d.path().join("ROOT");
+        fs::create_dir_all(root.join("etc/alternatives")).unwrap();
+        std::os::unix::fs::symlink("/usr/bin/mawk", root.join("etc/alternatives/awk")).unwrap();
+        std::os::unix::fs::symlink("rel", root.join("etc/rel")).unwrap();
+        let base = fs::canonicalize(&root).unwrap();
+        assert_eq!(convert_links(&root, true).unwrap(), 1);
+        assert_eq!(
+            fs::read_link(root.join("etc/alternatives/awk")).unwrap(),
+            base.join("usr/bin/mawk")
+        );
+        assert_eq!(convert_links(&root, true).unwrap(), 0);
+        assert_eq!(convert_links(&root, false).unwrap(), 1);
+        assert_eq!(
+            fs::read_link(root.join("etc/alternatives/awk")).unwrap(),
+            Path::new("/usr/bin/mawk")
+        );
+        assert_eq!(
+            fs::read_link(root.join("etc/rel")).unwrap(),
+            Path::new("rel")
+        );
+    }
+}
