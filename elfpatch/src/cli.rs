@@ -172,20 +172,32 @@ fn parse(args: &[String]) -> Result<Parsed> {
             "--set-execstack" => p.set_execstack = true,
             "--rename-dynamic-symbols" => {
                 let f = next!();
-                let text = std::fs::read_to_string(f)
-                    .map_err(|e| Error::io("getting info about", f, e))?;
-                let mut map = Vec::new();
-                for line in text.lines() {
-                    let w: Vec<&str> = line.split_whitespace().collect();
-                    if w.is_empty() {
-                        continue;
-                    }
-                    if w.len() != 2 || w.iter().any(|s| s.contains('@')) {
+                let text = std::fs::read(f)
+                    .map_err(|_| Error::unsupported(format!("Cannot open map file {f}")))?;
+                let text = String::from_utf8_lossy(&text);
+                // patchelf's reading: the first two words of each line; a blank line ends the map.
+                let mut map: Vec<(String, String)> = Vec::new();
+                let mut seen = std::collections::HashSet::new();
+                for (k, line) in text.lines().enumerate() {
+                    let n = k + 1;
+                    let mut w = line.split_whitespace();
+                    let Some(from) = w.next() else { break };
+                    let Some(to) = w.next() else {
                         return Err(Error::unsupported(format!(
-                            "could not parse line in {f}: '{line}' (expected 'old_name new_name')"
+                            "{f}:{n}: Map file line is missing the second element"
+                        )));
+                    };
+                    if !seen.insert(from.to_string()) {
+                        return Err(Error::unsupported(format!(
+                            "{f}:{n}: Name '{from}' appears twice in the map file"
                         )));
                     }
-                    map.push((w[0].to_string(), w[1].to_string()));
+                    if from.contains('@') || to.contains('@') {
+                        return Err(Error::unsupported(format!(
+                            "{f}:{n}: Name pair contains version tag: {from} {to}"
+                        )));
+                    }
+                    map.push((from.to_string(), to.to_string()));
                 }
                 p.rename_symbols = Some(map);
             }

@@ -32,6 +32,7 @@ pub const SHT_REL: u32 = 9;
 pub const SHT_DYNSYM: u32 = 11;
 
 pub const SHF_WRITE: u64 = 1;
+pub const SHF_ALLOC: u64 = 2;
 
 pub const EM_SPARC: u16 = 2;
 pub const EM_MIPS: u16 = 8;

@@ -132,12 +132,19 @@ fn seeded_mutations_never_panic() {
         let _ = e.rpath();
         let _ = e.needed();
         let _ = e.soname();
-        let res = match r.next() % 6 {
+        let res = match r.next() % 7 {
             0 => e.set_interpreter("/a/much/longer/interpreter/path/than/before/ld.so"),
             1 => e.modify_rpath(&RpathOp::Set("/some/new/rpath/long:$ORIGIN".into()), false),
             2 => e.add_needed(&BTreeSet::from(["libextra.so".to_string()])),
             3 => e.replace_needed(&[("libc.so.6".into(), "libc-other.so.6".into())]),
             4 => e.set_root_prefix("/tmp/ROOT"),
+            5 => e.rename_dynamic_symbols(&[
+                ("free".into(), "free_renamed".into()),
+                ("malloc".into(), "malloc_renamed".into()),
+                ("deflate".into(), "deflate_renamed".into()),
+                ("zlibVersion".into(), "zv".into()),
+                ("__libc_start_main".into(), "start".into()),
+            ]),
             _ => e.modify_rpath(&RpathOp::Remove, true),
         };
         if res.is_ok() && e.finish().is_ok() && e.is_changed() {

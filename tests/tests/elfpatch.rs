@@ -235,6 +235,145 @@ fn argv0_patchelf_dispatches() {
     assert!(stdout(&o).contains("ld-linux"));
 }
 
+fn have(tool: &str) -> bool {
+    Command::new(tool)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+fn sh(dir: &Path, cmd: &str) {
+    let o = Command::new("sh")
+        .arg("-c")
+        .arg(cmd)
+        .current_dir(dir)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{cmd}: {}", show(&o));
+}
+
+fn run_prog(dir: &Path) -> Output {
+    Command::new(dir.join("prog"))
+        .env("LD_LIBRARY_PATH", dir)
+        .env("LD_BIND_NOW", "1")
+        .output()
+        .unwrap()
+}
+
+/// `--rename-dynamic-symbols` on a versioned library with both `.gnu.hash` and `.hash`, and relocations
+/// against its own exported symbols (so reordering `.dynsym` must fix them): renamed in the library and
+/// in the program, the program still runs and prints the same; the program alone no longer links.
+#[test]
+fn rename_dynamic_symbols_in_library_and_program() {
+    if !have("gcc") {
+        eprintln!("skipped: gcc missing");
+        return;
+    }
+    let t = tempfile::tempdir().unwrap();
+    let d = t.path();
+    let n = 60;
+    let mut lib = String::from("#include <stdio.h>\n");
+    for i in 0..n {
+        lib.push_str(&format!("int f{i}(void) {{ return {i} * {i}; }}\n"));
+    }
+    lib.push_str("int (*const table[])(void) = {");
+    for i in 0..n {
+        lib.push_str(&format!("f{i},"));
+    }
+    lib.push_str("};\nint call_all(void) { int s = 0; for (unsigned i = 0; i < sizeof table / sizeof *table; i++) s += table[i](); return s; }\n");
+    lib.push_str("int counter = 7;\nint *counter_addr = &counter;\n");
+    fs::write(d.join("lib.c"), lib).unwrap();
+    fs::write(
+        d.join("lib.map"),
+        "LIBT_1 { global: f*; call_all; table; counter; counter_addr; local: *; };\n",
+    )
+    .unwrap();
+    fs::write(
+        d.join("prog.c"),
+        "#include <stdio.h>\nextern int f3(void), f41(void), call_all(void), counter, *counter_addr;\n\
+         int main(void) { printf(\"%d %d %d %d\\n\", f3() + f41(), call_all(), counter, *counter_addr == counter); return 0; }\n",
+    )
+    .unwrap();
+    sh(
+        d,
+        "gcc -shared -fPIC -O1 -Wl,--hash-style=both -Wl,--version-script=lib.map -Wl,-soname,libt.so \
+         -o libt.so lib.c && gcc -O1 -Wl,--hash-style=both -o prog prog.c -L. -lt",
+    );
+    let before = run_prog(d);
+    assert!(before.status.success(), "{}", show(&before));
+    let expected = stdout(&before);
+
+    let mut map = String::new();
+    for i in 0..n {
+        map.push_str(&format!("f{i} renamed_function_{i}\n"));
+    }
+    map.push_str("call_all call_all_renamed\ncounter counter_renamed\ncounter_addr ca\n");
+    fs::write(d.join("map"), map).unwrap();
+    fs::copy(d.join("prog"), d.join("prog.orig")).unwrap();
+    fs::copy(d.join("libt.so"), d.join("libt.so.orig")).unwrap();
+    pe_ok(&[
+        "--rename-dynamic-symbols",
+        p(&d.join("map")),
+        p(&d.join("libt.so")),
+        p(&d.join("prog")),
+    ]);
+    let after = run_prog(d);
+    assert!(after.status.success(), "{}", show(&after));
+    assert_eq!(stdout(&after), expected);
+    if have("nm") {
+        let o = Command::new("nm")
+            .args(["-D", "--defined-only"])
+            .arg(d.join("libt.so"))
+            .output()
+            .unwrap();
+        let syms = stdout(&o);
+        assert!(syms.contains("renamed_function_59@@LIBT_1"), "{syms}");
+        assert!(!syms.contains(" f3@"), "{syms}");
+    }
+
+    // Only the program renamed: its new names are not in the old library.
+    fs::copy(d.join("libt.so.orig"), d.join("libt.so")).unwrap();
+    let o = run_prog(d);
+    assert!(!o.status.success(), "{}", show(&o));
+    // And back: renaming the library too, then both back to the old names, restores the output.
+    pe_ok(&[
+        "--rename-dynamic-symbols",
+        p(&d.join("map")),
+        p(&d.join("libt.so")),
+    ]);
+    let mut rmap = String::new();
+    for line in fs::read_to_string(d.join("map")).unwrap().lines() {
+        let (a, b) = line.split_once(' ').unwrap();
+        rmap.push_str(&format!("{b} {a}\n"));
+    }
+    fs::write(d.join("rmap"), rmap).unwrap();
+    pe_ok(&[
+        "--rename-dynamic-symbols",
+        p(&d.join("rmap")),
+        p(&d.join("libt.so")),
+        p(&d.join("prog")),
+    ]);
+    let back = run_prog(d);
+    assert!(back.status.success(), "{}", show(&back));
+    assert_eq!(stdout(&back), expected);
+    // The original program runs against the renamed-back library.
+    fs::copy(d.join("prog.orig"), d.join("prog")).unwrap();
+    let o = run_prog(d);
+    assert_eq!(stdout(&o), expected, "{}", show(&o));
+
+    // A malformed map is refused and leaves the file alone.
+    fs::write(d.join("bad"), "only_one_name\n").unwrap();
+    let before = fs::read(d.join("libt.so")).unwrap();
+    let o = pe(&[
+        "--rename-dynamic-symbols",
+        p(&d.join("bad")),
+        p(&d.join("libt.so")),
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", show(&o));
+    assert!(String::from_utf8_lossy(&o.stderr).contains("missing the second element"));
+    assert!(fs::read(d.join("libt.so")).unwrap() == before);
+}
+
 /// xorshift64*: deterministic, no dependency.
 struct Rng(u64);
 impl Rng {
@@ -260,6 +399,12 @@ fn seeded_mutations_never_crash() {
             inputs.push(fs::read(f).unwrap());
         }
     }
+    let map = t.path().join("rename-map");
+    fs::write(
+        &map,
+        "free free_renamed\nmalloc malloc_renamed\ndeflate deflate_renamed\nzlibVersion zv\n",
+    )
+    .unwrap();
     let ops: &[&[&str]] = &[
         &[
             "--print-interpreter",
@@ -282,6 +427,7 @@ fn seeded_mutations_never_crash() {
         ],
         &["--set-root-prefix", "/tmp/ROOT"],
         &["--clear-execstack", "--no-default-lib"],
+        &["--rename-dynamic-symbols", p(&map)],
     ];
     let f = t.path().join("mut");
     let start = std::time::Instant::now();
