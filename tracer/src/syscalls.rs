@@ -341,7 +341,18 @@ fn resolve_arg(
         base.extend_from_slice(&raw);
         base
     };
-    let abs = self_to_pid(&abs, pid, follow);
+    let mut abs = self_to_pid(&abs, pid, follow);
+    // /proc/PID/exe of a guest process opens (or stats) the program, not the loader the kernel
+    // actually runs (`md5sum /proc/self/exe`).
+    if follow {
+        if let Some((who, tail)) = proc_pid_of(&crate::path::normalize(&abs), pid) {
+            if tail == b"/exe" {
+                if let Some(e) = ctx.tracees.get(&who).and_then(|t| t.exe.clone()) {
+                    abs = e;
+                }
+            }
+        }
+    }
     ctx.tr
         .resolve_with(
             &crate::path::RealFs::for_task(pid.as_raw()),

@@ -157,9 +157,19 @@ fn run(args: &[String]) -> Result<u8, String> {
     let tr = tracer::path::Translator::new(root_abs.as_os_str().as_bytes(), binds.clone());
     // PRoot's default working directory is the current one when the guest can see it, else /;
     // a relative -w starts from there.
-    let here = std::env::current_dir()
-        .ok()
+    // The host's current directory: as the guest sees it when it is inside the guest, else the
+    // same path in the guest when that exists there (PRoot's rule), else /.
+    let host_cwd = std::env::current_dir().ok();
+    let here = host_cwd
+        .as_ref()
         .and_then(|d| tr.to_guest(d.as_os_str().as_bytes()))
+        .or_else(|| {
+            let d = host_cwd.as_ref()?.as_os_str().as_bytes().to_vec();
+            let (_, h) = tr.resolve(&tracer::path::RealFs, &d, true).ok()?;
+            Path::new(std::ffi::OsStr::from_bytes(&h))
+                .is_dir()
+                .then_some(d)
+        })
         .unwrap_or_else(|| b"/".to_vec());
     let mut cwd = match cwd {
         None => here.clone(),
