@@ -99,6 +99,20 @@ fn check_imports(so: &Path) {
         "dlopen",
         "posix_spawn",
         "__open_2",
+        "system",
+        "popen",
+        "pclose",
+        "execl",
+        "execle",
+        "execlp",
+        "mkstemp",
+        "mkdtemp",
+        "glob",
+        "scandir",
+        "nftw",
+        "ftw",
+        "fts_open",
+        "fts_read",
     ] {
         assert!(
             syms.lines()
@@ -279,4 +293,349 @@ fn volumes_are_mapped() {
     );
     // Same-path volumes (sysdirs) are passed through: /proc is the host's.
     assert!(run_ok(&t, &["deb", "cat", "/proc/self/status"]).contains("Name:"));
+}
+
+/// A small C program calling the libc functions whose glibc versions exec or create files
+/// through internal calls (system, popen, execl*, mk*temp), compiled here (dynamic, run with
+/// the container's glibc) and installed as /usr/local/bin/f1probe.
+const PROBE_C: &str = r#"
+#define _GNU_SOURCE
+#include <dirent.h>
+#include <fcntl.h>
+#include <fts.h>
+#include <ftw.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+static int nftw_cb(const char *p, const struct stat *sb, int ty, struct FTW *f) {
+    printf("nftw %s %s %d\n", p, p + f->base, f->level);
+    return 0;
+}
+static int ftw_cb(const char *p, const struct stat *sb, int ty) {
+    printf("ftw %s\n", p);
+    return 0;
+}
+int main(int argc, char **argv) {
+    const char *w = argc > 1 ? argv[1] : "";
+    const char *c = argc > 2 ? argv[2] : "true";
+    char b[256];
+    size_t n;
+    int r, fd;
+    if (!strcmp(w, "system")) {
+        fflush(stdout);
+        r = system(c);
+        printf("rc=%d\n", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+    } else if (!strcmp(w, "popen")) {
+        FILE *f = popen(c, "r"), *g = popen("cat", "w");
+        if (!f || !g) { perror("popen"); return 1; }
+        while ((n = fread(b, 1, sizeof b, f)) > 0) fwrite(b, 1, n, stdout);
+        r = pclose(f);
+        printf("rc=%d\n", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+        fflush(stdout);
+        fputs("to-cat\n", g);
+        r = pclose(g);
+        printf("rc=%d\n", WIFEXITED(r) ? WEXITSTATUS(r) : -1);
+    } else if (!strcmp(w, "execl")) {
+        execl("/bin/echo", "echo", "1", "2", "3", "4", "5", "6", "7", "8", (char *)0);
+        perror("execl");
+    } else if (!strcmp(w, "execlp")) {
+        execlp("sh", "sh", "-c", c, (char *)0);
+        perror("execlp");
+    } else if (!strcmp(w, "execle")) {
+        char *env[] = {"F1VAR=from-execle", 0};
+        execle("/bin/sh", "sh", "-c", c, (char *)0, env);
+        perror("execle");
+    } else if (!strcmp(w, "mktemp")) {
+        char t1[] = "/var/tmp/f1sXXXXXX", t2[] = "/var/tmp/f1dXXXXXX";
+        char t3[] = "/var/tmp/f1xXXXXXX.txt", t4[] = "/var/tmp/f1oXXXXXX";
+        char t5[] = "/var/tmp/f1mXXXXXX";
+        fd = mkstemp(t1);
+        if (fd < 0 || write(fd, "x\n", 2) != 2) { perror("mkstemp"); return 1; }
+        close(fd);
+        puts(t1);
+        puts(mkdtemp(t2) ? t2 : "mkdtemp-failed");
+        fd = mkstemps(t3, 4);
+        puts(fd >= 0 ? t3 : "mkstemps-failed");
+        fd = mkostemp(t4, O_CLOEXEC);
+        puts(fd >= 0 ? t4 : "mkostemp-failed");
+        puts(mktemp(t5));
+        return 0;
+    } else if (!strcmp(w, "glob")) {
+        glob_t g;
+        r = glob(c, 0, 0, &g);
+        if (r == 0) {
+            r = glob("/etc/f1-sd/*", GLOB_APPEND, 0, &g);
+            for (n = 0; n < g.gl_pathc; n++) puts(g.gl_pathv[n]);
+            globfree(&g);
+        }
+        printf("rc=%d\n", r);
+    } else if (!strcmp(w, "nftw")) {
+        r = nftw(c, nftw_cb, 8, FTW_PHYS);
+        printf("rc=%d\n", r);
+        r = ftw(c, ftw_cb, 8);
+        printf("rc=%d\n", r);
+    } else if (!strcmp(w, "fts")) {
+        char *roots[] = {(char *)c, 0};
+        int opts[] = {FTS_PHYSICAL | FTS_NOCHDIR, FTS_PHYSICAL}, k;
+        for (k = 0; k < 2; k++) {
+            FTS *t = fts_open(roots, opts[k], 0);
+            FTSENT *e;
+            if (!t) { perror("fts_open"); return 1; }
+            while ((e = fts_read(t)))
+                if (e->fts_info != FTS_DP)
+                    printf("fts%d %s %d %s %d\n", k, e->fts_path, (int)e->fts_pathlen,
+                           k ? "-" : e->fts_accpath, e->fts_level);
+            fts_close(t);
+        }
+    } else if (!strcmp(w, "scandir")) {
+        struct dirent **nl;
+        int i, k = scandir(c, &nl, 0, alphasort);
+        for (i = 0; i < k; i++)
+            if (nl[i]->d_name[0] != '.') puts(nl[i]->d_name);
+        printf("n=%d\n", k);
+    }
+    return 0;
+}
+"#;
+
+/// Compile PROBE_C (cached in the target dir) and install it in ROOT.
+fn install_probe(t: &TestEnv, root: &Path) {
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("f1-probe");
+    fs::create_dir_all(&dir).unwrap();
+    // Tests run in parallel threads of one process: a name per call.
+    static N: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let src = dir.join(format!("probe-{}-{n}.c", std::process::id()));
+    fs::write(&src, PROBE_C).unwrap();
+    let bin = dir.join(format!("probe-{}-{n}", std::process::id()));
+    let o = Command::new("cc")
+        .args(["-O1", "-U_FORTIFY_SOURCE", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .output()
+        .expect("running cc");
+    assert!(o.status.success(), "cc failed\n{}", show(&o));
+    let dst = root.join("usr/local/bin/f1probe");
+    t.write_file(&dst, &fs::read(&bin).unwrap());
+    let _ = fs::remove_file(&src);
+    let _ = fs::remove_file(&bin);
+    fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+}
+
+/// A shell command that prints `inside` only when the shell running it was started by the
+/// container's loader (mapped from under FAKECHROOT_BASE), not the host's `/bin/sh` through
+/// the host's loader (which would still find the container's libc through LD_LIBRARY_PATH).
+const INSIDE: &str = r#"grep ld-linux /proc/$$/maps | grep -qvF "$FAKECHROOT_BASE" && echo HOST-SHELL || echo inside"#;
+
+#[test]
+fn system_and_popen_run_the_containers_shell() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    let marker = format!("f1-sys-{}\n", std::process::id());
+    t.write_file(&root.join("etc/f1-marker"), marker.as_bytes());
+    let cmd = format!("cat /etc/f1-marker; {INSIDE}; exit 3");
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "system", &cmd]),
+        format!("{marker}inside\nrc=3\n")
+    );
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "popen", &cmd]),
+        format!("{marker}inside\nrc=3\nto-cat\nrc=0\n")
+    );
+    // perl's system and pipe open go through execl("/bin/sh", …) or execvp.
+    assert_eq!(
+        run_ok(
+            &t,
+            &["deb", "perl", "-e", r#"system("cat /etc/f1-marker")"#]
+        ),
+        marker
+    );
+    let script = format!("system(q{{cat /etc/f1-marker; {INSIDE}}})");
+    assert_eq!(
+        run_ok(&t, &["deb", "perl", "-e", &script]),
+        format!("{marker}inside\n")
+    );
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "deb",
+                "perl",
+                "-e",
+                r#"open(F, "cat /etc/f1-marker|"); print <F>"#
+            ]
+        ),
+        marker
+    );
+    let script = format!("open(F, q{{cat /etc/f1-marker; {INSIDE} |}}); print <F>");
+    assert_eq!(
+        run_ok(&t, &["deb", "perl", "-e", &script]),
+        format!("{marker}inside\n")
+    );
+}
+
+#[test]
+fn execl_family_stays_inside() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    // Eight arguments after argv[0]: five in registers, the rest on the caller's stack.
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "execl"]),
+        "1 2 3 4 5 6 7 8\n"
+    );
+    assert_eq!(
+        run_ok(
+            &t,
+            &["deb", "f1probe", "execlp", &format!("echo lp; {INSIDE}")]
+        ),
+        "lp\ninside\n"
+    );
+    // execle: the given environment, plus what keeps the child inside.
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "deb",
+                "f1probe",
+                "execle",
+                &format!("echo $F1VAR; {INSIDE}")
+            ]
+        ),
+        "from-execle\ninside\n"
+    );
+}
+
+#[test]
+fn temp_files_land_in_the_container() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    let out = run_ok(&t, &["deb", "f1probe", "mktemp"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    for (l, prefix) in lines.iter().zip(["f1s", "f1d", "f1x", "f1o", "f1m"]) {
+        let name = l
+            .strip_prefix("/var/tmp/")
+            .unwrap_or_else(|| panic!("not a guest path: {out}"));
+        assert!(
+            name.starts_with(prefix) && !name.contains("XXXXXX"),
+            "{out}"
+        );
+    }
+    assert!(lines[2].ends_with(".txt"), "{out}");
+    let host = |l: &str| root.join(l.trim_start_matches('/'));
+    assert_eq!(fs::read_to_string(host(lines[0])).unwrap(), "x\n");
+    assert!(host(lines[1]).is_dir(), "{out}");
+    assert!(
+        host(lines[2]).is_file() && host(lines[3]).is_file(),
+        "{out}"
+    );
+    // mktemp only makes a name; it is free in the container.
+    assert!(!host(lines[4]).exists(), "{out}");
+    // The guest can use the names it got back.
+    assert_eq!(
+        sh(
+            &t,
+            &format!("cat {}; test -d {} && echo dir", lines[0], lines[1])
+        ),
+        "x\ndir\n"
+    );
+}
+
+#[test]
+fn glob_and_scandir_read_the_container() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    for f in ["etc/f1-ga", "etc/f1-gb"] {
+        t.write_file(&root.join(f), b"g\n");
+    }
+    fs::create_dir(root.join("etc/f1-sd")).unwrap();
+    for f in ["etc/f1-sd/x", "etc/f1-sd/y"] {
+        t.write_file(&root.join(f), b"s\n");
+    }
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "glob", "/etc/f1-g*"]),
+        "/etc/f1-ga\n/etc/f1-gb\n/etc/f1-sd/x\n/etc/f1-sd/y\nrc=0\n"
+    );
+    // `..` in a pattern cannot climb out of the root either.
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "glob", "/../../etc/f1-g?"]),
+        "/etc/f1-ga\n/etc/f1-gb\n/etc/f1-sd/x\n/etc/f1-sd/y\nrc=0\n"
+    );
+    assert_eq!(
+        run_ok(&t, &["deb", "f1probe", "scandir", "/etc/f1-sd"]),
+        "x\ny\nn=4\n"
+    );
+}
+
+#[test]
+fn nftw_and_ftw_walk_the_container() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    fs::create_dir_all(root.join("etc/f1-walk/sub")).unwrap();
+    t.write_file(&root.join("etc/f1-walk/a"), b"a\n");
+    t.write_file(&root.join("etc/f1-walk/sub/b"), b"b\n");
+    let out = run_ok(&t, &["deb", "f1probe", "nftw", "/etc/f1-walk"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "ftw /etc/f1-walk",
+            "ftw /etc/f1-walk/a",
+            "ftw /etc/f1-walk/sub",
+            "ftw /etc/f1-walk/sub/b",
+            "nftw /etc/f1-walk f1-walk 0",
+            "nftw /etc/f1-walk/a a 1",
+            "nftw /etc/f1-walk/sub sub 1",
+            "nftw /etc/f1-walk/sub/b b 2",
+            "rc=0",
+            "rc=0",
+        ],
+        "{out}"
+    );
+    // A relative root walks relative paths, unchanged.
+    let out = run_ok(&t, &["-w", "/etc", "deb", "f1probe", "nftw", "f1-walk/sub"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "ftw f1-walk/sub",
+            "ftw f1-walk/sub/b",
+            "nftw f1-walk/sub sub 0",
+            "nftw f1-walk/sub/b b 1",
+            "rc=0",
+            "rc=0",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn fts_shows_container_paths() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    fs::create_dir_all(root.join("etc/f1-fts/sub")).unwrap();
+    t.write_file(&root.join("etc/f1-fts/a"), b"a\n");
+    t.write_file(&root.join("etc/f1-fts/sub/b"), b"b\n");
+    let out = run_ok(&t, &["deb", "f1probe", "fts", "/etc/f1-fts"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "fts0 /etc/f1-fts 11 /etc/f1-fts 0",
+            "fts0 /etc/f1-fts/a 13 /etc/f1-fts/a 1",
+            "fts0 /etc/f1-fts/sub 15 /etc/f1-fts/sub 1",
+            "fts0 /etc/f1-fts/sub/b 17 /etc/f1-fts/sub/b 2",
+            "fts1 /etc/f1-fts 11 - 0",
+            "fts1 /etc/f1-fts/a 13 - 1",
+            "fts1 /etc/f1-fts/sub 15 - 1",
+            "fts1 /etc/f1-fts/sub/b 17 - 2",
+        ],
+        "{out}"
+    );
 }

@@ -12,13 +12,13 @@ use crate::raw;
 use crate::real::{cstr, environ, get_errno, getenv, real, set_errno};
 use core::ffi::{c_char, c_int, c_void};
 
-type Argv = *const *const c_char;
+pub(super) type Argv = *const *const c_char;
 
 /// The argument vector, environment and file of one exec, in a private mapping.
-struct Image {
-    file: *const c_char,
-    argv: Argv,
-    envp: Argv,
+pub(super) struct Image {
+    pub(super) file: *const c_char,
+    pub(super) argv: Argv,
+    pub(super) envp: Argv,
     map: *mut u8,
     len: usize,
 }
@@ -29,7 +29,7 @@ impl Drop for Image {
     }
 }
 
-fn count(v: Argv) -> usize {
+pub(super) fn count(v: Argv) -> usize {
     let mut n = 0;
     if v.is_null() {
         return 0;
@@ -66,7 +66,7 @@ fn same_key(env: &[u8], kv: &[u8]) -> bool {
 }
 
 /// Build what to exec for the guest program `file` (as the caller named it).
-unsafe fn prepare(
+pub(super) unsafe fn prepare(
     file: *const c_char,
     argv: Argv,
     envp: Argv,
@@ -194,7 +194,7 @@ unsafe fn prepare(
 }
 
 /// execve of a guest program: returns only on failure (-1, errno set).
-unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let cfg = config::get();
     if !cfg.active() {
         // SAFETY: the caller's arguments, unchanged.
@@ -295,7 +295,7 @@ fn search<T>(
     Err(if seen_eacces { EACCES } else { ENOENT })
 }
 
-unsafe fn do_execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+pub(super) unsafe fn do_execvpe(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     if file.is_null() {
         set_errno(ENOENT);
         return -1;

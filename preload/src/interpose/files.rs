@@ -123,3 +123,57 @@ pub unsafe extern "C" fn dlopen(p: *const c_char, flags: c_int) -> Ptr {
         None => NULL,
     }
 }
+
+// scandir: glibc opens the directory through an internal opendir; the results are names only.
+wrap!(scandir(p: *const c_char, nl: Ptr, f: Ptr, c: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(scandirat(d: c_int, p: *const c_char, nl: Ptr, f: Ptr, c: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
+
+type ScandirFn = unsafe extern "C" fn(*const c_char, Ptr, Ptr, Ptr) -> c_int;
+type ScandiratFn = unsafe extern "C" fn(c_int, *const c_char, Ptr, Ptr, Ptr) -> c_int;
+
+/// The LFS64 names, falling back to the plain ones where libc lacks them (musl >= 1.2.4).
+#[no_mangle]
+pub unsafe extern "C" fn scandir64(p: *const c_char, nl: Ptr, f: Ptr, c: Ptr) -> c_int {
+    let mut buf = [0u8; crate::path::PATH_MAX];
+    // SAFETY: the caller's path.
+    let q = match unsafe { super::xlat(b"scandir64", AT_FDCWD, p, &mut buf) } {
+        Ok(q) => q,
+        Err(e) => {
+            crate::real::set_errno(e);
+            return -1;
+        }
+    };
+    let real = crate::real::real!("scandir64", ScandirFn)
+        .or_else(|| crate::real::real!("scandir", ScandirFn));
+    match real {
+        // SAFETY: libc's function with the caller's arguments.
+        Some(g) => unsafe { g(q, nl, f, c) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn scandirat64(d: c_int, p: *const c_char, nl: Ptr, f: Ptr, c: Ptr) -> c_int {
+    let mut buf = [0u8; crate::path::PATH_MAX];
+    // SAFETY: the caller's path.
+    let q = match unsafe { super::xlat(b"scandirat64", d, p, &mut buf) } {
+        Ok(q) => q,
+        Err(e) => {
+            crate::real::set_errno(e);
+            return -1;
+        }
+    };
+    let real = crate::real::real!("scandirat64", ScandiratFn)
+        .or_else(|| crate::real::real!("scandirat", ScandiratFn));
+    match real {
+        // SAFETY: libc's function with the caller's arguments.
+        Some(g) => unsafe { g(d, q, nl, f, c) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}

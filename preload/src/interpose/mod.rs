@@ -5,6 +5,11 @@
 mod cwd;
 mod exec;
 mod files;
+mod fts;
+mod ftw;
+mod glob;
+mod shell;
+mod temp;
 
 use crate::config;
 use crate::path::{self, PATH_MAX};
