@@ -279,6 +279,9 @@ impl Translator {
                             h.push(b'/');
                             h.extend_from_slice(&rest);
                         }
+                        if trailing_slash {
+                            h.push(b'/'); // the kernel then says ENOTDIR, as it should
+                        }
                         return Ok((guest_now, h));
                     }
                     // Absolute targets of links that live on the host side of a binding are host
@@ -286,13 +289,15 @@ impl Translator {
                     // and the absolute symlinks of a bound host directory. They are seen through
                     // the guest's eyes. `/proc/PID/root` of a guest task is the guest's own `/`.
                     let is_root_link = in_proc && host.ends_with(b"/root") && target == b"/";
-                    if target[0] == b'/'
-                        && !is_root_link
-                        && (in_proc || self.in_binding(&guest_now))
-                    {
+                    if target[0] == b'/' && !is_root_link && !in_proc {
+                        if let Some(t) = self.within_same_binding(&guest_now, &target) {
+                            target = t;
+                        }
+                    }
+                    if target[0] == b'/' && !is_root_link && in_proc {
                         match self.to_guest(&target) {
                             Some(g) => target = g,
-                            None if in_proc => {
+                            None => {
                                 // Outside the guest (an inherited descriptor): use it as is.
                                 let mut h = target;
                                 while let Some(rest) = todo.pop() {
@@ -301,7 +306,6 @@ impl Translator {
                                 }
                                 return Ok((h.clone(), h));
                             }
-                            None => {}
                         }
                     }
                     out.pop();
@@ -335,6 +339,27 @@ impl Translator {
             return Err(Errno::ENAMETOOLONG);
         }
         Ok((g, h))
+    }
+
+    /// An absolute symlink target found in a bound host directory that points inside that same
+    /// binding's host tree is a host path: its guest form (`-b /tmp:/ced`, `/tmp/l -> /tmp/a`
+    /// reads `/ced/a`). Any other target is the guest's own text (what the guest wrote).
+    pub fn within_same_binding(&self, link_guest: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+        let b = self
+            .bindings
+            .iter()
+            .find(|b| strip_prefix(link_guest, &b.guest).is_some())?;
+        let rest = strip_prefix(target, &b.host)?;
+        let mut g = if b.guest == b"/" && !rest.is_empty() {
+            Vec::new()
+        } else {
+            b.guest.clone()
+        };
+        g.extend_from_slice(rest);
+        if g.is_empty() {
+            g.push(b'/');
+        }
+        Some(g)
     }
 
     /// Is this canonical guest path inside a binding (mapped to the host outside the root)?

@@ -685,8 +685,8 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
 pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<u8> {
     // A symlink inside a bound host directory names host paths: show where they are in the
     // guest (`-b /tmp:/ced` makes `/tmp/x` read as `/ced/x`), as resolution does.
-    if text.first() == Some(&b'/') && ctx.tr.in_binding(guest) && !guest.starts_with(b"/proc/") {
-        if let Some(g) = ctx.tr.to_guest(&text) {
+    if text.first() == Some(&b'/') && !guest.starts_with(b"/proc/") {
+        if let Some(g) = ctx.tr.within_same_binding(guest, &text) {
             return g;
         }
     }

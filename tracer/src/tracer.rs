@@ -265,7 +265,8 @@ pub fn run(
             root.display()
         )));
     }
-    let tr = Translator::new(root.as_os_str().as_bytes(), cfg.bindings.clone());
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings);
+    let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
     let cwd_guest = if cfg.cwd.is_empty() {
@@ -442,6 +443,51 @@ pub fn run(
         }
     }
     Ok(main_status.unwrap_or(0))
+}
+
+/// Bindings as a bind mount would place them: the guest path's parent resolved inside the
+/// rootfs (an image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and
+/// a missing mount point created in the rootfs, best effort, so the guest can list and enter the
+/// directories leading to it (PRoot's "glue").
+fn prepare_bindings(root: &[u8], bindings: &[crate::Binding]) -> Vec<crate::Binding> {
+    use std::os::unix::ffi::OsStrExt;
+    let plain = Translator::new(root, Vec::new());
+    let fs = RealFs;
+    bindings
+        .iter()
+        .map(|b| {
+            let mut b = b.clone();
+            let g = crate::path::normalize(&b.guest);
+            if g == b"/" {
+                return b;
+            }
+            let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
+            let (parent, name) = (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
+            let (pg, ph) = match plain.resolve(&fs, parent, true) {
+                Ok(r) => r,
+                Err(_) => (parent.to_vec(), plain.map(parent)),
+            };
+            let mut ng = pg;
+            if ng != b"/" {
+                ng.push(b'/');
+            }
+            ng.extend_from_slice(name);
+            b.guest = ng;
+            let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&ph))
+                .join(std::ffi::OsStr::from_bytes(name));
+            if std::fs::symlink_metadata(&mp).is_err() {
+                let host_is_dir =
+                    std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
+                let _ = if host_is_dir {
+                    std::fs::create_dir_all(&mp)
+                } else {
+                    std::fs::create_dir_all(mp.parent().unwrap_or(&mp))
+                        .and_then(|_| std::fs::File::create(&mp).map(drop))
+                };
+            }
+            b
+        })
+        .collect()
 }
 
 fn kill_all(ctx: &Ctx) {
