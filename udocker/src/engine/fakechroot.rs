@@ -277,6 +277,15 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         })?;
     let library = install_library(state_dir)?;
     let argv0_opt = loader_has_argv0(&loader);
+    // F modes run as the host user: there is no fake identity without a tracer (upstream maps
+    // root to the host user too). Say so when another user was asked for.
+    let me = nix::unistd::getuid().as_raw();
+    if plan.user.entry.uid != me && !plan.user.is_root() {
+        crate::warn!(
+            "execution mode F1 runs as the host user (uid {me}), not as uid {}",
+            plan.user.entry.uid
+        );
+    }
     let mut warnings = Vec::new();
     let env = environment(plan, &root, &library, &loader, argv0_opt, &mut warnings);
     for w in warnings {
