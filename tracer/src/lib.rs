@@ -52,6 +52,9 @@ pub struct Config {
     /// cross-CPU wake-ups, which on virtual machines costs several times the stop itself.
     /// Released for good as soon as the guest runs more tasks at once (parallel work).
     pub pin_cpu: bool,
+    /// Create missing binding mount points in the rootfs (PRoot's "glue"); off with PRoot's
+    /// PROOT_DONT_POLLUTE_ROOTFS. The bindings work either way; glue lets the guest list them.
+    pub glue: bool,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
 }

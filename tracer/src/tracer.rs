@@ -265,7 +265,7 @@ pub fn run(
             root.display()
         )));
     }
-    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings);
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, cfg.glue);
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -449,7 +449,7 @@ pub fn run(
 /// rootfs (an image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and
 /// a missing mount point created in the rootfs, best effort, so the guest can list and enter the
 /// directories leading to it (PRoot's "glue").
-fn prepare_bindings(root: &[u8], bindings: &[crate::Binding]) -> Vec<crate::Binding> {
+fn prepare_bindings(root: &[u8], bindings: &[crate::Binding], glue: bool) -> Vec<crate::Binding> {
     use std::os::unix::ffi::OsStrExt;
     let plain = Translator::new(root, Vec::new());
     let fs = RealFs;
@@ -475,7 +475,7 @@ fn prepare_bindings(root: &[u8], bindings: &[crate::Binding]) -> Vec<crate::Bind
             b.guest = ng;
             let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&ph))
                 .join(std::ffi::OsStr::from_bytes(name));
-            if std::fs::symlink_metadata(&mp).is_err() {
+            if glue && std::fs::symlink_metadata(&mp).is_err() {
                 let host_is_dir =
                     std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
                 let _ = if host_is_dir {

@@ -250,6 +250,8 @@ fn run(args: &[String]) -> Result<u8, String> {
         kill_on_exit,
         mode,
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
+        glue: std::env::var_os("PROOT_DONT_POLLUTE_ROOTFS")
+            .is_none_or(|v| v.is_empty() || v == "0"),
         verbose,
     };
     let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;

@@ -32,6 +32,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
         },
         // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off.
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
+        glue: true,
         verbose,
     }
 }
