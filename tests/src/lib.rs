@@ -1027,3 +1027,74 @@ pub fn oci_image(layer: Vec<u8>, layer_media_type: &str) -> (Vec<u8>, Vec<(Strin
     .into_bytes();
     (manifest, vec![(cd, config), (ld, layer)])
 }
+
+/// The shell command line that runs `udocker ARGS` as the test user with `extra_env`
+/// (`K=V` words), for programs such as tmux that take one command string.
+pub fn shell_cmd(t: &TestEnv, extra_env: &[&str], args: &[&str]) -> String {
+    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
+    let mut c = String::new();
+    if let Some((u, g)) = t.user {
+        c.push_str(&format!(
+            "setpriv --reuid={u} --regid={g} --clear-groups -- "
+        ));
+    }
+    c.push_str(&format!(
+        "env -i PATH=/usr/bin:/bin TERM=xterm HOME={} UDOCKER_DIR={}",
+        q(&t.home.to_string_lossy()),
+        q(&t.udir.to_string_lossy())
+    ));
+    for e in extra_env {
+        c.push(' ');
+        c.push_str(&q(e));
+    }
+    c.push(' ');
+    c.push_str(&q(&udocker_bin().to_string_lossy()));
+    for a in args {
+        c.push(' ');
+        c.push_str(&q(a));
+    }
+    c
+}
+
+/// A private tmux server (its own socket) for terminal tests; killed when dropped.
+pub struct Tmux {
+    pub socket: String,
+}
+
+impl Tmux {
+    pub fn cmd(&self, args: &[&str]) -> Output {
+        Command::new("tmux")
+            .arg("-L")
+            .arg(&self.socket)
+            .args(args)
+            .output()
+            .expect("running tmux")
+    }
+
+    /// The text of window `t`.
+    pub fn pane(&self) -> String {
+        stdout(&self.cmd(&["capture-pane", "-p", "-t", "t"]))
+    }
+
+    /// Wait (20 s at most) until the pane shows `what`; returns the pane.
+    pub fn wait_for(&self, what: &str) -> String {
+        let start = Instant::now();
+        loop {
+            let p = self.pane();
+            if p.contains(what) {
+                return p;
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "timed out waiting for {what:?} in the terminal:\n{p}"
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = self.cmd(&["kill-server"]);
+    }
+}

@@ -10,7 +10,7 @@ use std::fs;
 use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 fn multilayer(t: &TestEnv) -> String {
@@ -729,66 +729,6 @@ fn debian_users_and_default_shell() {
 // Terminal and signals
 // ---------------------------------------------------------------------------------------------
 
-/// The shell command line that runs `udocker ARGS` as the test user (for tmux).
-fn shell_cmd(t: &TestEnv, args: &[&str]) -> String {
-    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let mut c = String::new();
-    if let Some((u, g)) = t.user {
-        c.push_str(&format!(
-            "setpriv --reuid={u} --regid={g} --clear-groups -- "
-        ));
-    }
-    c.push_str(&format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm HOME={} UDOCKER_DIR={} {}",
-        q(&t.home.to_string_lossy()),
-        q(&t.udir.to_string_lossy()),
-        q(&udocker_bin().to_string_lossy())
-    ));
-    for a in args {
-        c.push(' ');
-        c.push_str(&q(a));
-    }
-    c
-}
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("running tmux")
-    }
-    fn pane(&self) -> String {
-        stdout(&self.cmd(&["capture-pane", "-p", "-t", "t"]))
-    }
-    fn wait_for(&self, what: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let p = self.pane();
-            if p.contains(what) {
-                return p;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what:?} in the terminal:\n{p}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 #[test]
 fn interactive_shell_in_a_terminal() {
     let (t, _) = setup();
@@ -797,6 +737,7 @@ fn interactive_shell_in_a_terminal() {
         "{}; echo $? > {}; sleep 60",
         shell_cmd(
             &t,
+            &[],
             &["run", "-it", "--nobanner", "--entrypoint=", "ml", "sh"]
         ),
         status_file.display()

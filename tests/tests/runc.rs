@@ -8,7 +8,7 @@ use e2e::*;
 use std::fs;
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 const RUNTIMES: &[&str] = &["runc", "crun"];
@@ -375,65 +375,6 @@ fn clear_errors_without_a_runtime() {
 // Terminal
 // ---------------------------------------------------------------------------------------------
 
-fn shell_cmd(t: &TestEnv, rt: &str, args: &[&str]) -> String {
-    let q = |s: &str| format!("'{}'", s.replace('\'', "'\\''"));
-    let mut c = String::new();
-    if let Some((u, g)) = t.user {
-        c.push_str(&format!(
-            "setpriv --reuid={u} --regid={g} --clear-groups -- "
-        ));
-    }
-    c.push_str(&format!(
-        "env -i PATH=/usr/bin:/bin TERM=xterm HOME={} UDOCKER_DIR={} UDOCKER_USE_RUNC_EXECUTABLE={rt} {}",
-        q(&t.home.to_string_lossy()),
-        q(&t.udir.to_string_lossy()),
-        q(&udocker_bin().to_string_lossy())
-    ));
-    for a in args {
-        c.push(' ');
-        c.push_str(&q(a));
-    }
-    c
-}
-
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn cmd(&self, args: &[&str]) -> Output {
-        Command::new("tmux")
-            .arg("-L")
-            .arg(&self.socket)
-            .args(args)
-            .output()
-            .expect("running tmux")
-    }
-    fn pane(&self) -> String {
-        stdout(&self.cmd(&["capture-pane", "-p", "-t", "t"]))
-    }
-    fn wait_for(&self, what: &str) -> String {
-        let start = Instant::now();
-        loop {
-            let p = self.pane();
-            if p.contains(what) {
-                return p;
-            }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "timed out waiting for {what:?} in the terminal:\n{p}"
-            );
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.cmd(&["kill-server"]);
-    }
-}
-
 #[test]
 fn interactive_shell_in_a_terminal() {
     for rt in RUNTIMES {
@@ -443,7 +384,7 @@ fn interactive_shell_in_a_terminal() {
             "{}; echo $? > {}; sleep 60",
             shell_cmd(
                 &t,
-                rt,
+                &[&format!("UDOCKER_USE_RUNC_EXECUTABLE={rt}")],
                 &["run", "-it", "--nobanner", "--entrypoint=", "ml", "sh"]
             ),
             status_file.display()
