@@ -167,6 +167,10 @@ install_packages() {
     have_cmd file || need+=(file)
     have_cmd setpriv || need+=(util-linux)
     have_cmd tar || need+=(tar)
+    # Terminal tests (tmux), probe programs and the F1 library's checks (gcc, objdump, readelf).
+    have_cmd tmux || need+=(tmux)
+    have_cmd gcc || need+=(gcc libc6-dev)
+    have_cmd objdump || need+=(binutils)
     # The R1/R2/R3 execution modes' runtimes (tests/tests/runc.rs runs both).
     have_cmd runc || need+=(runc)
     have_cmd crun || need+=(crun)
