@@ -163,3 +163,25 @@ impl Drop for BackgroundSync {
         }
     }
 }
+
+/// A path removed (file or tree) when the guard is dropped, unless `keep` was set: the way to
+/// leave nothing behind when an import or a container build fails half-way.
+#[derive(Debug)]
+pub struct Cleanup {
+    pub path: PathBuf,
+    pub keep: bool,
+}
+
+impl Cleanup {
+    pub fn new(path: PathBuf) -> Cleanup {
+        Cleanup { path, keep: false }
+    }
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = remove_tree(&self.path);
+        }
+    }
+}

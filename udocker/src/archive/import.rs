@@ -140,20 +140,6 @@ pub fn synth_manifest(config: (&Digest, u64), layers: &[(Digest, u64, Compressio
     serde_json::to_vec_pretty(&m).expect("json serialises")
 }
 
-/// A temporary file under layers/.partial/, removed unless kept.
-struct Spool {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl Drop for Spool {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = fs::remove_file(&self.path);
-        }
-    }
-}
-
 /// `import FILE|- NAME:TAG`: a one-layer v2 image. Returns the layer's digest.
 pub fn import_image(
     repo: &LocalRepo,
@@ -165,10 +151,7 @@ pub fn import_image(
     if repo.find_image(name, tag).is_ok() {
         return Err(RepoError::ImageExists(crate::reference::local_display(name, tag)).into());
     }
-    let mut spool = Spool {
-        path: fsutil::temp_sibling(&repo.partial_dir()?.join("import")),
-        keep: false,
-    };
+    let mut spool = fsutil::Cleanup::new(fsutil::temp_sibling(&repo.partial_dir()?.join("import")));
     // The tarball goes into layers/.partial/ first (moved, copied or spooled from stdin), and is
     // checked there: a file the user changes under us cannot make a blob lie about its digest.
     let mut moved_from: Option<&Path> = None;
@@ -245,20 +228,6 @@ fn copy_into(src: Source, dest: &Path) -> Result<()> {
     Ok(())
 }
 
-/// A container directory being built under a hidden name, removed unless completed.
-struct Building {
-    path: PathBuf,
-    done: bool,
-}
-
-impl Drop for Building {
-    fn drop(&mut self) {
-        if !self.done {
-            let _ = fsutil::remove_tree(&self.path);
-        }
-    }
-}
-
 fn check_free_name(repo: &LocalRepo, name: Option<&str>) -> Result<()> {
     if let Some(n) = name {
         check_container_name(n)?;
@@ -272,14 +241,14 @@ fn check_free_name(repo: &LocalRepo, name: Option<&str>) -> Result<()> {
 /// Rename the finished directory to `containers/<id>` and give it its name.
 fn finish_container(
     repo: &LocalRepo,
-    mut b: Building,
+    mut b: fsutil::Cleanup,
     dir: &Path,
     id: String,
     name: Option<&str>,
 ) -> Result<Container> {
     let dest = repo.layout.containers.join(&id);
     fs::rename(dir, &dest).map_err(io_err("renaming", dir))?;
-    b.done = dir == b.path;
+    b.keep = dir == b.path;
     drop(b);
     let mut c = Container {
         id,
@@ -334,10 +303,7 @@ pub fn import_to_container(
 ) -> Result<(Container, Stats)> {
     check_free_name(repo, name)?;
     let id = new_uuid();
-    let b = Building {
-        path: repo.layout.containers.join(format!(".{id}.creating")),
-        done: false,
-    };
+    let b = fsutil::Cleanup::new(repo.layout.containers.join(format!(".{id}.creating")));
     fs::create_dir(&b.path).map_err(io_err("creating", &b.path))?;
     let root = b.path.join("ROOT");
     fs::create_dir(&root).map_err(io_err("creating", &root))?;
@@ -368,10 +334,7 @@ pub fn import_clone(
 ) -> Result<(Container, Stats)> {
     check_free_name(repo, name)?;
     let id = new_uuid();
-    let b = Building {
-        path: repo.layout.containers.join(format!(".{id}.creating")),
-        done: false,
-    };
+    let b = fsutil::Cleanup::new(repo.layout.containers.join(format!(".{id}.creating")));
     fs::create_dir(&b.path).map_err(io_err("creating", &b.path))?;
     let (stats, _) = extract(src, &b.path)?;
     let is_root_dir = |p: &Path| {
