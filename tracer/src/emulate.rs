@@ -67,8 +67,14 @@ pub fn run(ctx: &Ctx, pid: Pid, r: &Regs, n: i64, guest: &[u8], host: &[u8]) -> 
                 nr::LSTAT => (AT_SYMLINK_NOFOLLOW, r.arg(1)),
                 _ => ((r.arg(3) as i32) & AT_SYMLINK_NOFOLLOW, r.arg(2)),
             };
-            // The path we resolved already followed (or not) the last link as asked.
-            let (mut rv, mut st) = sys::fstatat(&hp, flags);
+            // The path we resolved already followed (or not) the last link as asked. When
+            // resolution just looked at this very path and it is not a symlink, stat and lstat
+            // agree: reuse that answer (one system call less in the commonest stop).
+            let (mut rv, mut st) = match crate::path::take_last_lstat(host) {
+                Some(st) if st.st_mode & libc::S_IFMT != libc::S_IFLNK => (0, st),
+                Some(st) if flags & AT_SYMLINK_NOFOLLOW != 0 => (0, st),
+                _ => sys::fstatat(&hp, flags),
+            };
             if rv == -(libc::ENOENT as i64) && ctx.tr.leads_to_binding(guest) {
                 // A directory the rootfs lacks above a binding: show it as a directory
                 // (PRoot creates such "glue" directories; we describe the root instead).

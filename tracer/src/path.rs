@@ -50,10 +50,37 @@ impl RealFs {
     }
 }
 
+thread_local! {
+    /// The last `lstat` made while resolving a path in this stop: (host path, answer). A stat
+    /// call the tracer answers itself (emulate.rs) usually asks about exactly the path whose
+    /// last component was just looked at; when that is not a symlink the answer is the same,
+    /// and one system call per emulated stat is saved. Cleared at every syscall-entry stop
+    /// (`forget_last_lstat`) so it never outlives the stop it was made in.
+    static LAST_LSTAT: std::cell::RefCell<Option<(Vec<u8>, libc::stat)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// Drop the remembered `lstat` (start of a stop).
+pub fn forget_last_lstat() {
+    LAST_LSTAT.with(|c| c.borrow_mut().take());
+}
+
+/// The remembered `lstat` of `host`, if the last lookup was of that very path; consumed.
+pub fn take_last_lstat(host: &[u8]) -> Option<libc::stat> {
+    LAST_LSTAT.with(|c| match c.borrow_mut().take() {
+        Some((p, st)) if p == host => Some(st),
+        _ => None,
+    })
+}
+
 impl FsView for RealFs {
     fn kind(&self, host: &[u8]) -> Option<Kind> {
-        use std::os::unix::ffi::OsStrExt;
-        let st = nix::sys::stat::lstat(std::ffi::OsStr::from_bytes(host)).ok()?;
+        let c = std::ffi::CString::new(host).ok()?;
+        let (rv, st) = crate::sys::fstatat(&c, libc::AT_SYMLINK_NOFOLLOW);
+        if rv != 0 {
+            return None;
+        }
+        LAST_LSTAT.with(|l| *l.borrow_mut() = Some((host.to_vec(), st)));
         Some(match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => Kind::Dir,
             libc::S_IFLNK => Kind::Symlink,

@@ -92,12 +92,24 @@ pub fn spawn_stopped(plan: &ChildPlan) -> nix::Result<Pid> {
                 len: f.len() as libc::c_ushort,
                 filter: f.as_ptr() as *mut libc::sock_filter,
             };
+            // SECCOMP_FILTER_FLAG_SPEC_ALLOW (Linux 4.17): the filter is a performance device,
+            // not a sandbox, so it must not switch on the Speculative Store Bypass mitigation
+            // that kernels booted with `spec_store_bypass_disable=seccomp` (the default on
+            // affected CPUs) force on every filtered task, slowing all guest code down.
+            // Older kernels reject the flag with EINVAL: install the filter without it.
+            let prog_ptr = &prog as *const libc::sock_fprog;
             if libc::syscall(
                 libc::SYS_seccomp,
                 libc::SECCOMP_SET_MODE_FILTER,
-                0,
-                &prog as *const libc::sock_fprog,
+                SECCOMP_FILTER_FLAG_SPEC_ALLOW,
+                prog_ptr,
             ) != 0
+                && libc::syscall(
+                    libc::SYS_seccomp,
+                    libc::SECCOMP_SET_MODE_FILTER,
+                    0,
+                    prog_ptr,
+                ) != 0
             {
                 libc::_exit(125);
             }
@@ -182,6 +194,9 @@ pub fn statx(path: &std::ffi::CStr, flags: i32, mask: u32) -> (i64, libc::statx)
 }
 
 /// newfstatat(2) on a host path, into a zeroed buffer.
+/// seccomp(2): SECCOMP_FILTER_FLAG_SPEC_ALLOW (not in every libc crate version).
+const SECCOMP_FILTER_FLAG_SPEC_ALLOW: libc::c_ulong = 1 << 2;
+
 pub fn fstatat(path: &std::ffi::CStr, flags: i32) -> (i64, libc::stat) {
     // SAFETY: all-zero bytes are a valid libc::stat.
     let mut buf: libc::stat = unsafe { std::mem::zeroed() };

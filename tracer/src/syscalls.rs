@@ -394,6 +394,7 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     };
     let orig = r;
     let n = r.nr();
+    crate::path::forget_last_lstat();
     let skip = |ctx: &mut Ctx, mut r: Regs, ret: i64| {
         r.set_nr(-1);
         setregs(pid, &r);
