@@ -433,3 +433,129 @@ fn interactive_shell_in_a_terminal() {
         assert!(runtime_leftovers(&t, &id).is_empty(), "{rt}");
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// S1 (Apptainer/Singularity)
+// ---------------------------------------------------------------------------------------------
+
+/// Neither Apptainer nor Singularity is packaged for the test machines. A stand-in named like
+/// them records the command line and the environment udocker gives it, then does what `exec`
+/// would: runs the command in ROOT with the binds, cwd and APPTAINERENV_/SINGULARITYENV_
+/// variables it was given, through our own tracer. So the test checks both the exact command
+/// line and that it means what the container needs.
+fn fake_apptainer(t: &TestEnv) -> PathBuf {
+    let bin = t.home.join("s1bin");
+    let log = t.home.join("s1log");
+    fs::create_dir_all(&bin).unwrap();
+    fs::create_dir_all(&log).unwrap();
+    let script = format!(
+        r#"#!/bin/bash
+printf '%s\n' "$0" "$@" > {log}/argv
+env | grep -E '^(APPTAINERENV_|SINGULARITYENV_)' | sort > {log}/env
+while [ $# -gt 0 ]; do
+    case $1 in --silent|--quiet|--debug|-v) shift ;; exec) shift; break ;; *) exit 99 ;; esac
+done
+[ "$1" = --help ] && exit 0
+cwd=/; binds=()
+while [ $# -gt 0 ]; do
+    case $1 in
+    -w|--fakeroot) shift ;;
+    --pwd) cwd=$2; shift 2 ;;
+    -B|--home) binds+=(-b "${{2%:ro}}"); shift 2 ;;
+    *) break ;;
+    esac
+done
+root=$1; shift
+envs=(PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin)
+for v in $(compgen -e); do
+    case $v in APPTAINERENV_*|SINGULARITYENV_*) envs+=("${{v#*ENV_}}=${{!v}}") ;; esac
+done
+exec env -i "${{envs[@]}}" {ud} proot -r "$root" -w "$cwd" "${{binds[@]}}" "$@"
+"#,
+        log = log.display(),
+        ud = udocker_bin().display()
+    );
+    let app = bin.join("apptainer");
+    fs::write(&app, script).unwrap();
+    std::os::unix::fs::symlink(&app, bin.join("singularity")).unwrap();
+    if let Some((u, g)) = t.user {
+        for p in [&t.home.join("s1bin"), &app, &log] {
+            chown(p, u, g);
+        }
+    }
+    let mut perm = fs::metadata(&app).unwrap().permissions();
+    std::os::unix::fs::PermissionsExt::set_mode(&mut perm, 0o755);
+    fs::set_permissions(&app, perm).unwrap();
+    app
+}
+
+#[test]
+fn s1_command_line_and_environment() {
+    let (mut t, id) = setup("runc", "S1");
+    let app = fake_apptainer(&t);
+    let vol = t.home.join("vol");
+    fs::create_dir_all(&vol).unwrap();
+    fs::write(vol.join("x"), "from the volume\n").unwrap();
+    if let Some((u, g)) = t.user {
+        chown(&vol, u, g);
+    }
+    let root = container_dir(&t, &id).join("ROOT");
+    for (exe, prefix) in [
+        (app.clone(), "APPTAINERENV_"),
+        (app.with_file_name("singularity"), "SINGULARITYENV_"),
+    ] {
+        t.set_env("UDOCKER_USE_SINGULARITY_EXECUTABLE", exe.to_str().unwrap());
+        let v = format!("{}:/data:ro", vol.display());
+        let o = run(
+            &t,
+            &[
+                "-e",
+                "FOO=bar baz",
+                "-v",
+                &v,
+                "-w",
+                "/data",
+                "--entrypoint=",
+                "ml",
+                "sh",
+                "-c",
+                "echo \"$FOO\"; pwd; cat /data/x; exit 3",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(3), "{}", show(&o));
+        assert_eq!(
+            stdout(&o),
+            "bar baz\n/data\nfrom the volume\n",
+            "{}",
+            show(&o)
+        );
+        let argv = fs::read_to_string(t.home.join("s1log/argv")).unwrap();
+        let argv: Vec<&str> = argv.lines().collect();
+        assert_eq!(argv[0], exe.to_str().unwrap());
+        // udocker's S1 command line: [verbosity] exec -w [--fakeroot] --pwd CWD -B H:C[:ro] ...
+        // ROOT CMD...
+        let exec = argv.iter().position(|a| *a == "exec").expect("exec");
+        assert_eq!(argv[exec + 1], "-w", "{argv:?}");
+        let pwd = argv.iter().position(|a| *a == "--pwd").expect("--pwd");
+        assert_eq!(argv[pwd + 1], "/data", "{argv:?}");
+        assert!(
+            argv.windows(2).any(|w| w[0] == "-B" && w[1] == v),
+            "read-only volume bound with :ro: {argv:?}"
+        );
+        let r = argv
+            .iter()
+            .position(|a| *a == root.to_str().unwrap())
+            .unwrap_or_else(|| panic!("ROOT {} in {argv:?}", root.display()));
+        // (the command is found on the container's PATH first, as upstream does)
+        assert_eq!(&argv[r + 1..r + 3], &["/bin/sh", "-c"], "{argv:?}");
+        let env = fs::read_to_string(t.home.join("s1log/env")).unwrap();
+        assert!(
+            env.lines().any(|l| l == format!("{prefix}FOO=bar baz")),
+            "{env}"
+        );
+        assert!(
+            env.lines().all(|l| l.starts_with(prefix)),
+            "only {prefix} variables: {env}"
+        );
+    }
+}
