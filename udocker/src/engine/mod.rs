@@ -7,6 +7,7 @@
 //! Paths inside the container are resolved with the tracer's own translator (bindings first,
 //! symlinks followed inside the container), so what `run` checks is what the program will see.
 
+pub mod elfmode;
 pub mod env;
 pub mod fakechroot;
 pub mod nvidia;
