@@ -19,6 +19,10 @@ pub struct Binding {
     pub guest: Vec<u8>,
     /// `-v HOST:GUEST:ro`: calls that would change anything below it fail with EROFS.
     pub readonly: bool,
+    /// The guest path is taken as written: a symlink in its last component is not followed
+    /// (PRoot's `-b HOST:GUEST!`). By default the guest path is resolved in the rootfs, as a
+    /// bind mount onto a symlink lands on the symlink's target.
+    pub nofollow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -135,6 +139,12 @@ impl Translator {
             b.host = normalize(&b.host);
             b.guest = normalize(&b.guest);
         }
+        // One guest path bound twice: the later binding hides the earlier (as a second mount
+        // on the same point would).
+        let mut seen = std::collections::HashSet::new();
+        bindings.reverse();
+        bindings.retain(|b| seen.insert(b.guest.clone()));
+        bindings.reverse();
         bindings.sort_by_key(|b| std::cmp::Reverse(b.guest.len()));
         Translator {
             root,
@@ -473,16 +483,19 @@ mod tests {
                     host: b"/hostproc".to_vec(),
                     guest: b"/proc".to_vec(),
                     readonly: false,
+                    nofollow: false,
                 },
                 Binding {
                     host: b"/data/in".to_vec(),
                     guest: b"/mnt/deep/x".to_vec(),
                     readonly: true,
+                    nofollow: false,
                 },
                 Binding {
                     host: b"/etc/resolv.conf".to_vec(),
                     guest: b"/etc/resolv.conf".to_vec(),
                     readonly: false,
+                    nofollow: false,
                 },
             ],
         )
@@ -626,6 +639,7 @@ mod tests {
                 host: b"/tmp".to_vec(),
                 guest: b"/tmp".to_vec(),
                 readonly: false,
+                nofollow: false,
             }],
         );
         assert_eq!(
@@ -644,6 +658,7 @@ mod tests {
                 host: b"/".to_vec(),
                 guest: b"/host".to_vec(),
                 readonly: false,
+                nofollow: false,
             }],
         );
         assert_eq!(s(&t.map(b"/host/etc")), "/etc");

@@ -570,6 +570,27 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                     }
                 }
             }
+            nr::MKNOD
+            | nr::MKNODAT
+            | nr::CAPSET
+            | nr::SETXATTR
+            | nr::LSETXATTR
+            | nr::FSETXATTR
+            | nr::CHMOD
+            | nr::FCHMOD
+            | nr::FCHMODAT
+            | nr::FCHMODAT2
+            | nr::SETHOSTNAME
+            | nr::SETDOMAINNAME => {
+                let creds = ctx
+                    .tracees
+                    .get(&pid)
+                    .and_then(|t| t.creds)
+                    .unwrap_or(crate::tracer::Creds::new(uid, gid));
+                if creds.uid[1] == 0 {
+                    action = ExitAction::EpermIsSuccess;
+                }
+            }
             nr::STAT | nr::LSTAT => {
                 action = ExitAction::StatIds {
                     buf: r.arg(1),
@@ -1033,6 +1054,11 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             return;
         }
         ExitAction::Restore => {}
+        ExitAction::EpermIsSuccess => {
+            if ret == -(libc::EPERM as i64) {
+                out.set_ret(0);
+            }
+        }
         ExitAction::Return(v) => out.set_ret(v),
         ExitAction::Getcwd { buf, size } => {
             if ret > 0 {

@@ -9,7 +9,7 @@
 
 use crate::arch::Regs;
 use crate::path::{RealFs, Translator};
-use crate::sys;
+use crate::sys::{self, Wait};
 use crate::syscalls;
 use crate::{Config, Mode, TracerError};
 use nix::errno::Errno;
@@ -47,6 +47,9 @@ pub enum ExitAction {
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
     Exec,
+    /// A privileged call made by a fake root (`-0`): the kernel's EPERM becomes success, as
+    /// the guest believes it holds the capability (PRoot's rule; nothing is changed on disk).
+    EpermIsSuccess,
     /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
     Reexec,
 }
@@ -265,7 +268,12 @@ pub fn run(
             root.display()
         )));
     }
-    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, cfg.glue);
+    let mut glue = Vec::new();
+    let bindings = prepare_bindings(
+        root.as_os_str().as_bytes(),
+        &cfg.bindings,
+        cfg.glue.then_some(&mut glue),
+    );
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -365,6 +373,7 @@ pub fn run(
     );
     let old_kernel = !kernel_at_least(4, 8);
     let mut main_status: Option<i32> = None;
+    let mut last_status: Option<i32> = None;
 
     loop {
         let pending = sys::PENDING_SIGNAL.swap(0, Ordering::SeqCst);
@@ -373,15 +382,16 @@ pub fn run(
                 let _ = nix::sys::signal::kill(child, sig);
             }
         }
-        let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+        let status = match sys::wait_all() {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TracerError::Trace(format!("waitpid: {e}"))),
         };
         match status {
-            WaitStatus::Exited(pid, code) => {
+            Wait::Exited(pid, code) => {
                 ctx.tracees.remove(&pid);
+                last_status = Some(code);
                 if pid == child {
                     main_status = Some(code);
                     if cfg.kill_on_exit {
@@ -389,43 +399,44 @@ pub fn run(
                     }
                 }
             }
-            WaitStatus::Signaled(pid, sig, _) => {
+            Wait::Signaled(pid, sig) => {
                 ctx.tracees.remove(&pid);
+                last_status = Some(128 + sig);
                 if pid == child {
-                    main_status = Some(128 + sig as i32);
+                    main_status = Some(128 + sig);
                     if cfg.kill_on_exit {
                         kill_all(&ctx);
                     }
                 }
             }
-            WaitStatus::PtraceEvent(pid, _, ev) => handle_event(&mut ctx, pid, ev, old_kernel),
-            WaitStatus::PtraceSyscall(pid) => {
+            Wait::Event(pid, ev) => handle_event(&mut ctx, pid, ev, old_kernel),
+            Wait::Syscall(pid) => {
                 let t = ctx.tracees.entry(pid).or_default();
                 if t.skip_enter {
                     // Pre-4.8 ordering: the enter stop that follows a seccomp stop.
                     t.skip_enter = false;
-                    let _ = ptrace::syscall(pid, None);
+                    let _ = sys::ptrace_restart(pid, true, 0);
                     continue;
                 }
                 if t.in_syscall {
                     t.in_syscall = false;
                     syscalls::on_exit(&mut ctx, pid);
-                    resume(&ctx, pid, None);
+                    resume(&ctx, pid, 0);
                 } else {
                     let want_exit = syscalls::on_enter(&mut ctx, pid);
                     if let Some(t) = ctx.tracees.get_mut(&pid) {
                         t.in_syscall = true;
                     }
                     let _ = want_exit;
-                    let _ = ptrace::syscall(pid, None);
+                    let _ = sys::ptrace_restart(pid, true, 0);
                 }
             }
-            WaitStatus::Stopped(pid, sig) => {
+            Wait::Stopped(pid, sig) => {
                 // Signal-delivery stop: pass the signal on.
                 ctx.tracees.entry(pid).or_default();
-                resume(&ctx, pid, Some(sig));
+                resume(&ctx, pid, sig);
             }
-            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+            Wait::Other => {}
         }
         if ctx.tracees.is_empty() {
             break;
@@ -442,14 +453,25 @@ pub fn run(
             ctx.debug(|| "more than two guest tasks: CPU pinning released".into());
         }
     }
-    Ok(main_status.unwrap_or(0))
+    remove_glue(&glue);
+    let status = if cfg.last_exit_status {
+        last_status
+    } else {
+        main_status
+    };
+    Ok(status.unwrap_or(0))
 }
 
 /// Bindings as a bind mount would place them: the guest path's parent resolved inside the
 /// rootfs (an image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and
 /// a missing mount point created in the rootfs, best effort, so the guest can list and enter the
-/// directories leading to it (PRoot's "glue").
-fn prepare_bindings(root: &[u8], bindings: &[crate::Binding], glue: bool) -> Vec<crate::Binding> {
+/// directories leading to it (PRoot's "glue"). What was created is recorded in `glue` (parents
+/// before children) so that it can be removed again when the guest is gone.
+fn prepare_bindings(
+    root: &[u8],
+    bindings: &[crate::Binding],
+    mut glue: Option<&mut Vec<std::path::PathBuf>>,
+) -> Vec<crate::Binding> {
     use std::os::unix::ffi::OsStrExt;
     let plain = Translator::new(root, Vec::new());
     let fs = RealFs;
@@ -461,33 +483,86 @@ fn prepare_bindings(root: &[u8], bindings: &[crate::Binding], glue: bool) -> Vec
             if g == b"/" {
                 return b;
             }
-            let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
-            let (parent, name) = (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
-            let (pg, ph) = match plain.resolve(&fs, parent, true) {
-                Ok(r) => r,
-                Err(_) => (parent.to_vec(), plain.map(parent)),
+            // The whole guest path resolved in the rootfs (a symlink as last component too,
+            // unless `nofollow`); when something above it is missing, its parent as far as it
+            // resolves and the last name as written.
+            let mp = match plain.resolve(&fs, &g, !b.nofollow) {
+                Ok((cg, ch)) => {
+                    b.guest = cg;
+                    ch
+                }
+                Err(_) => {
+                    let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
+                    let (parent, name) =
+                        (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
+                    let (pg, ph) = match plain.resolve(&fs, parent, true) {
+                        Ok(r) => r,
+                        Err(_) => (parent.to_vec(), plain.map(parent)),
+                    };
+                    let mut ng = pg;
+                    if ng != b"/" {
+                        ng.push(b'/');
+                    }
+                    ng.extend_from_slice(name);
+                    b.guest = ng;
+                    let mut h = ph;
+                    h.push(b'/');
+                    h.extend_from_slice(name);
+                    h
+                }
             };
-            let mut ng = pg;
-            if ng != b"/" {
-                ng.push(b'/');
-            }
-            ng.extend_from_slice(name);
-            b.guest = ng;
-            let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&ph))
-                .join(std::ffi::OsStr::from_bytes(name));
-            if glue && std::fs::symlink_metadata(&mp).is_err() {
-                let host_is_dir =
-                    std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
-                let _ = if host_is_dir {
-                    std::fs::create_dir_all(&mp)
-                } else {
-                    std::fs::create_dir_all(mp.parent().unwrap_or(&mp))
-                        .and_then(|_| std::fs::File::create(&mp).map(drop))
-                };
+            let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&mp)).to_path_buf();
+            if let Some(created) = glue.as_deref_mut() {
+                if std::fs::symlink_metadata(&mp).is_err() {
+                    let host_is_dir =
+                        std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
+                    make_glue(&mp, host_is_dir, created);
+                }
             }
             b
         })
         .collect()
+}
+
+/// Create `mp` (a directory, or an empty file for a file binding) and its missing ancestors one
+/// at a time, recording each one created, so that nothing that existed before is ever removed.
+fn make_glue(mp: &std::path::Path, dir: bool, created: &mut Vec<std::path::PathBuf>) {
+    let missing: Vec<&std::path::Path> = mp
+        .ancestors()
+        .take_while(|a| std::fs::symlink_metadata(a).is_err())
+        .collect();
+    for a in missing.iter().rev() {
+        let is_last = *a == mp;
+        let ok = if is_last && !dir {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(a)
+                .is_ok()
+        } else {
+            std::fs::create_dir(a).is_ok()
+        };
+        if !ok {
+            return;
+        }
+        created.push(a.to_path_buf());
+    }
+}
+
+/// Remove the glue left empty, children first (PRoot does the same at exit): a directory the
+/// guest filled, or a placeholder file it wrote into, stays.
+fn remove_glue(created: &[std::path::PathBuf]) {
+    for p in created.iter().rev() {
+        match std::fs::symlink_metadata(p) {
+            Ok(m) if m.is_dir() => {
+                let _ = std::fs::remove_dir(p);
+            }
+            Ok(m) if m.is_file() && m.len() == 0 => {
+                let _ = std::fs::remove_file(p);
+            }
+            _ => {}
+        }
+    }
 }
 
 fn kill_all(ctx: &Ctx) {
@@ -497,12 +572,8 @@ fn kill_all(ctx: &Ctx) {
 }
 
 /// Resume a tracee after a stop that is not a syscall entry we want the exit of.
-pub fn resume(ctx: &Ctx, pid: Pid, sig: Option<Signal>) {
-    let _ = if ctx.p2 {
-        ptrace::syscall(pid, sig)
-    } else {
-        ptrace::cont(pid, sig)
-    };
+pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
+    let _ = sys::ptrace_restart(pid, ctx.p2, sig);
 }
 
 fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
@@ -521,9 +592,9 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                     t.in_syscall = true;
                     t.skip_enter = old_kernel;
                 }
-                let _ = ptrace::syscall(pid, None);
+                let _ = sys::ptrace_restart(pid, true, 0);
             } else {
-                let _ = ptrace::cont(pid, None);
+                let _ = sys::ptrace_restart(pid, false, 0);
             }
         }
         FORK | VFORK | CLONE => {
@@ -540,7 +611,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                     t.creds = creds;
                 }
             }
-            resume(ctx, pid, None);
+            resume(ctx, pid, 0);
         }
         EXEC => {
             // The thread that called execve may not be the leader: GETEVENTMSG is its old tid.
@@ -578,7 +649,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 s.action = ExitAction::Exec;
             }
             ctx.tracees.insert(pid, t);
-            resume(ctx, pid, None);
+            resume(ctx, pid, 0);
         }
         STOP => {
             ctx.tracees.entry(pid).or_default();
@@ -587,10 +658,10 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             if matches!(ptrace::getsiginfo(pid), Err(Errno::EINVAL)) {
                 let _ = sys::ptrace_listen(pid);
             } else {
-                resume(ctx, pid, None);
+                resume(ctx, pid, 0);
             }
         }
-        _ => resume(ctx, pid, None),
+        _ => resume(ctx, pid, 0),
     }
 }
 
