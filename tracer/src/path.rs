@@ -230,12 +230,26 @@ impl Translator {
                 }
                 if is_last {
                     // Let the kernel see it (rmdir("d/.") is EINVAL, not rmdir("d")); `..` at
-                    // the guest root must not climb out of it on the host.
-                    final_literal = Some(if c == b".." && !out.is_empty() {
-                        b".."
+                    // the guest root must not climb out of it on the host, nor out of a binding
+                    // (the host parent of a bound directory is not its guest parent): there the
+                    // guest parent itself is named.
+                    if c == b".." && !out.is_empty() {
+                        let child = self.map(&join(&out));
+                        let mut parent_out = out.clone();
+                        parent_out.pop();
+                        let mut inside = self.map(&join(&parent_out));
+                        if inside != b"/" {
+                            inside.push(b'/');
+                        }
+                        inside.extend_from_slice(out.last().map_or(&b""[..], |v| &v[..]));
+                        if inside == child {
+                            final_literal = Some(b"..");
+                        } else {
+                            out = parent_out;
+                        }
                     } else {
-                        b"."
-                    });
+                        final_literal = Some(b".");
+                    }
                     break;
                 }
                 if c == b".." {

@@ -263,8 +263,23 @@ fn base_dirs(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<(Vec<u8>, Vec<u8>)> {
         format!("/proc/{pid}/fd/{dirfd}")
     };
     let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
-    let guest = ctx.tr.to_guest(&host)?;
+    let guest = if dirfd == AT_FDCWD {
+        cwd_name(ctx, pid, &host)?
+    } else {
+        ctx.tr.to_guest(&host)?
+    };
     Some((host, guest))
+}
+
+/// The guest name of the working directory whose host path is `host`: the name the guest
+/// entered it by, while that still leads there, else the translator's choice.
+fn cwd_name(ctx: &Ctx, pid: Pid, host: &[u8]) -> Option<Vec<u8>> {
+    if let Some(c) = ctx.tracees.get(&pid).and_then(|t| t.cwd.as_ref()) {
+        if ctx.tr.map(c) == host {
+            return Some(c.clone());
+        }
+    }
+    ctx.tr.to_guest(host)
 }
 
 /// The guest directory a relative path is relative to: the cwd, or the directory `dirfd` is
@@ -277,6 +292,9 @@ fn base_dir(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<Vec<u8>> {
         format!("/proc/{pid}/fd/{dirfd}")
     };
     let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
+    if dirfd == AT_FDCWD {
+        return cwd_name(ctx, pid, &host);
+    }
     ctx.tr.to_guest(&host)
 }
 
@@ -670,6 +688,9 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                     }
                     return false;
                 }
+                if n == nr::CHDIR {
+                    action = ExitAction::Chdir(g.clone());
+                }
                 if let ExitAction::Readlink { exe_of, .. } = &mut action {
                     if let Some((who, tail)) = proc_pid_of(&g, pid) {
                         if tail == b"/exe" {
@@ -1054,6 +1075,13 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             return;
         }
         ExitAction::Restore => {}
+        ExitAction::Chdir(g) => {
+            if ret == 0 {
+                if let Some(t) = ctx.tracees.get_mut(&pid) {
+                    t.cwd = Some(g);
+                }
+            }
+        }
         ExitAction::EpermIsSuccess => {
             if ret == -(libc::EPERM as i64) {
                 out.set_ret(0);
@@ -1063,7 +1091,7 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
         ExitAction::Getcwd { buf, size } => {
             if ret > 0 {
                 if let Ok(host) = mem::read_cstr(pid, buf, PATH_MAX) {
-                    let g = ctx.tr.to_guest(&host).unwrap_or(host);
+                    let g = cwd_name(ctx, pid, &host).unwrap_or(host);
                     if g.len() + 1 > size as usize {
                         out.set_ret(-(libc::ERANGE as i64));
                     } else {

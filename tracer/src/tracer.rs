@@ -50,6 +50,8 @@ pub enum ExitAction {
     /// A privileged call made by a fake root (`-0`): the kernel's EPERM becomes success, as
     /// the guest believes it holds the capability (PRoot's rule; nothing is changed on disk).
     EpermIsSuccess,
+    /// chdir(2) to this canonical guest path: remember the name on success.
+    Chdir(Vec<u8>),
     /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
     Reexec,
 }
@@ -212,6 +214,10 @@ pub struct Tracee {
     pub argv0_patch: Option<(u64, usize, Vec<u8>)>,
     /// The loader has opened the program: the next traced call may patch argv[0].
     pub program_opened: bool,
+    /// The guest name of the working directory as last entered with chdir(2): one host
+    /// directory bound at two guest paths has two names, and the kernel's cwd cannot tell
+    /// which one the guest used. Trusted only while it still maps to the kernel's cwd.
+    pub cwd: Option<Vec<u8>>,
 }
 
 pub struct Ctx<'a> {
@@ -268,12 +274,11 @@ pub fn run(
             root.display()
         )));
     }
-    let mut glue = Vec::new();
-    let bindings = prepare_bindings(
-        root.as_os_str().as_bytes(),
-        &cfg.bindings,
-        cfg.glue.then_some(&mut glue),
-    );
+    let mut glue = Glue {
+        in_rootfs: cfg.glue,
+        ..Glue::default()
+    };
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, &mut glue);
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -282,7 +287,7 @@ pub fn run(
     } else {
         crate::path::normalize(&cfg.cwd)
     };
-    let (_, cwd_host) = tr
+    let (cwd_canon, cwd_host) = tr
         .resolve(&fs, &cwd_guest, true)
         .map_err(|e| TracerError::Config(format!("working directory: {e}")))?;
 
@@ -368,6 +373,7 @@ pub fn run(
         child,
         Tracee {
             preexec: true,
+            cwd: Some(cwd_canon),
             ..Tracee::default()
         },
     );
@@ -453,7 +459,7 @@ pub fn run(
             ctx.debug(|| "more than two guest tasks: CPU pinning released".into());
         }
     }
-    remove_glue(&glue);
+    glue.remove();
     let status = if cfg.last_exit_status {
         last_status
     } else {
@@ -462,73 +468,175 @@ pub fn run(
     Ok(status.unwrap_or(0))
 }
 
-/// Bindings as a bind mount would place them: the guest path's parent resolved inside the
-/// rootfs (an image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and
-/// a missing mount point created in the rootfs, best effort, so the guest can list and enter the
-/// directories leading to it (PRoot's "glue"). What was created is recorded in `glue` (parents
-/// before children) so that it can be removed again when the guest is gone.
+/// Mount points the guest lacks, made for it (PRoot's "glue"): created in the rootfs when
+/// allowed and possible, else in private host directories bound over the first missing guest
+/// directory, so the guest can enter and list the directories that lead to its bindings.
+#[derive(Default)]
+struct Glue {
+    in_rootfs: bool,
+    /// Created in the rootfs, parents before children.
+    created: Vec<std::path::PathBuf>,
+    /// Private directories: (guest path they stand for, host directory).
+    private: Vec<(Vec<u8>, std::path::PathBuf)>,
+}
+
+impl Glue {
+    /// Make the mount point `mp` (host path in the rootfs of guest path `guest`).
+    /// Returns a binding to add when a private directory had to be used.
+    fn make(&mut self, guest: &[u8], mp: &std::path::Path, dir: bool) -> Option<crate::Binding> {
+        use std::os::unix::ffi::OsStrExt;
+        if std::fs::symlink_metadata(mp).is_ok() {
+            return None;
+        }
+        if self.in_rootfs && make_tree(mp, mp.ancestors().count(), dir, &mut self.created) {
+            return None;
+        }
+        // The missing part of the path, as guest components (the rootfs side of a guest path
+        // ends with the same names).
+        let missing = mp
+            .ancestors()
+            .take_while(|a| std::fs::symlink_metadata(a).is_err())
+            .count();
+        let comps: Vec<&[u8]> = guest
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        if missing == 0 || missing > comps.len() {
+            return None;
+        }
+        let top: Vec<u8> = comps[..comps.len() - missing + 1]
+            .iter()
+            .flat_map(|c| [&b"/"[..], c].concat())
+            .collect();
+        let below = &comps[comps.len() - missing + 1..];
+        let (host, new) = match self.private.iter().find(|(g, _)| *g == top) {
+            Some((_, h)) => (h.clone(), false),
+            None => (private_dir()?, true),
+        };
+        let mut target = host.clone();
+        for c in below {
+            target.push(std::ffi::OsStr::from_bytes(c));
+        }
+        if !below.is_empty() {
+            let mut scratch = Vec::new();
+            make_tree(&target, below.len(), dir, &mut scratch);
+        }
+        if !new {
+            return None;
+        }
+        self.private.push((top.clone(), host.clone()));
+        Some(crate::Binding {
+            host: host.as_os_str().as_bytes().to_vec(),
+            guest: top,
+            readonly: false,
+            nofollow: true,
+        })
+    }
+
+    /// Remove the glue left empty, children first (PRoot does the same at exit): a rootfs
+    /// directory the guest filled, or a placeholder file it wrote into, stays. Private
+    /// directories are ours alone and go entirely.
+    fn remove(&self) {
+        for p in self.created.iter().rev() {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir(p);
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    let _ = std::fs::remove_file(p);
+                }
+                _ => {}
+            }
+        }
+        for (_, h) in &self.private {
+            let _ = std::fs::remove_dir_all(h);
+        }
+    }
+}
+
+/// A new directory of our own under $TMPDIR (mode 0700).
+fn private_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0..1000u32 {
+        let p = base.join(format!("udocker-glue-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Some(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Bindings as a bind mount would place them: the guest path resolved inside the rootfs (an
+/// image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and a missing
+/// mount point made by `glue`.
 fn prepare_bindings(
     root: &[u8],
     bindings: &[crate::Binding],
-    mut glue: Option<&mut Vec<std::path::PathBuf>>,
+    glue: &mut Glue,
 ) -> Vec<crate::Binding> {
     use std::os::unix::ffi::OsStrExt;
     let plain = Translator::new(root, Vec::new());
     let fs = RealFs;
-    bindings
-        .iter()
-        .map(|b| {
-            let mut b = b.clone();
-            let g = crate::path::normalize(&b.guest);
-            if g == b"/" {
-                return b;
+    let mut out = Vec::new();
+    for b in bindings {
+        let mut b = b.clone();
+        let g = crate::path::normalize(&b.guest);
+        if g == b"/" {
+            out.push(b);
+            continue;
+        }
+        // The whole guest path resolved in the rootfs (a symlink as last component too,
+        // unless `nofollow`); when something above it is missing, its parent as far as it
+        // resolves and the last name as written.
+        let mp = match plain.resolve(&fs, &g, !b.nofollow) {
+            Ok((cg, ch)) => {
+                b.guest = cg;
+                ch
             }
-            // The whole guest path resolved in the rootfs (a symlink as last component too,
-            // unless `nofollow`); when something above it is missing, its parent as far as it
-            // resolves and the last name as written.
-            let mp = match plain.resolve(&fs, &g, !b.nofollow) {
-                Ok((cg, ch)) => {
-                    b.guest = cg;
-                    ch
+            Err(_) => {
+                let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
+                let (parent, name) = (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
+                let (pg, ph) = match plain.resolve(&fs, parent, true) {
+                    Ok(r) => r,
+                    Err(_) => (parent.to_vec(), plain.map(parent)),
+                };
+                let mut ng = pg;
+                if ng != b"/" {
+                    ng.push(b'/');
                 }
-                Err(_) => {
-                    let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
-                    let (parent, name) =
-                        (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
-                    let (pg, ph) = match plain.resolve(&fs, parent, true) {
-                        Ok(r) => r,
-                        Err(_) => (parent.to_vec(), plain.map(parent)),
-                    };
-                    let mut ng = pg;
-                    if ng != b"/" {
-                        ng.push(b'/');
-                    }
-                    ng.extend_from_slice(name);
-                    b.guest = ng;
-                    let mut h = ph;
-                    h.push(b'/');
-                    h.extend_from_slice(name);
-                    h
-                }
-            };
-            let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&mp)).to_path_buf();
-            if let Some(created) = glue.as_deref_mut() {
-                if std::fs::symlink_metadata(&mp).is_err() {
-                    let host_is_dir =
-                        std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
-                    make_glue(&mp, host_is_dir, created);
-                }
+                ng.extend_from_slice(name);
+                b.guest = ng;
+                let mut h = ph;
+                h.push(b'/');
+                h.extend_from_slice(name);
+                h
             }
-            b
-        })
-        .collect()
+        };
+        let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&mp)).to_path_buf();
+        let host_is_dir = std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
+        if let Some(extra) = glue.make(&b.guest, &mp, host_is_dir) {
+            out.push(extra);
+        }
+        out.push(b);
+    }
+    out
 }
 
-/// Create `mp` (a directory, or an empty file for a file binding) and its missing ancestors one
-/// at a time, recording each one created, so that nothing that existed before is ever removed.
-fn make_glue(mp: &std::path::Path, dir: bool, created: &mut Vec<std::path::PathBuf>) {
+/// Create the last `depth` components of `mp` that are missing (a directory, or an empty file
+/// for a file binding, at the end), recording each one created so that nothing that existed
+/// before is ever removed. False when one could not be made.
+fn make_tree(
+    mp: &std::path::Path,
+    depth: usize,
+    dir: bool,
+    created: &mut Vec<std::path::PathBuf>,
+) -> bool {
     let missing: Vec<&std::path::Path> = mp
         .ancestors()
+        .take(depth)
         .take_while(|a| std::fs::symlink_metadata(a).is_err())
         .collect();
     for a in missing.iter().rev() {
@@ -543,26 +651,11 @@ fn make_glue(mp: &std::path::Path, dir: bool, created: &mut Vec<std::path::PathB
             std::fs::create_dir(a).is_ok()
         };
         if !ok {
-            return;
+            return false;
         }
         created.push(a.to_path_buf());
     }
-}
-
-/// Remove the glue left empty, children first (PRoot does the same at exit): a directory the
-/// guest filled, or a placeholder file it wrote into, stays.
-fn remove_glue(created: &[std::path::PathBuf]) {
-    for p in created.iter().rev() {
-        match std::fs::symlink_metadata(p) {
-            Ok(m) if m.is_dir() => {
-                let _ = std::fs::remove_dir(p);
-            }
-            Ok(m) if m.is_file() && m.len() == 0 => {
-                let _ = std::fs::remove_file(p);
-            }
-            _ => {}
-        }
-    }
+    true
 }
 
 fn kill_all(ctx: &Ctx) {
@@ -602,6 +695,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 let new = Pid::from_raw(new as i32);
                 let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
                 let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
+                let cwd = ctx.tracees.get(&pid).and_then(|t| t.cwd.clone());
                 // A child may already have reported its first stop; keep its state then.
                 let t = ctx.tracees.entry(new).or_default();
                 if t.exe.is_none() {
@@ -609,6 +703,9 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 }
                 if t.creds.is_none() {
                     t.creds = creds;
+                }
+                if t.cwd.is_none() {
+                    t.cwd = cwd;
                 }
             }
             resume(ctx, pid, 0);
