@@ -314,7 +314,7 @@ impl Translator {
                     // the guest's eyes. `/proc/PID/root` of a guest task is the guest's own `/`.
                     let is_root_link = in_proc && host.ends_with(b"/root") && target == b"/";
                     if target[0] == b'/' && !is_root_link && !in_proc {
-                        if let Some(t) = self.within_same_binding(&guest_now, &target) {
+                        if let Some(t) = self.within_same_binding(&host, &target) {
                             target = t;
                         }
                     }
@@ -366,24 +366,29 @@ impl Translator {
     }
 
     /// An absolute symlink target found in a bound host directory that points inside that same
-    /// binding's host tree is a host path: its guest form (`-b /tmp:/ced`, `/tmp/l -> /tmp/a`
-    /// reads `/ced/a`). Any other target is the guest's own text (what the guest wrote).
-    pub fn within_same_binding(&self, link_guest: &[u8], target: &[u8]) -> Option<Vec<u8>> {
-        let b = self
-            .bindings
-            .iter()
-            .find(|b| strip_prefix(link_guest, &b.guest).is_some())?;
-        let rest = strip_prefix(target, &b.host)?;
-        let mut g = if b.guest == b"/" && !rest.is_empty() {
-            Vec::new()
-        } else {
-            b.guest.clone()
+    /// binding's host tree is a host path: its guest form, as any host path is seen by the guest
+    /// (`-b /tmp:/foo`, `/tmp/l -> /tmp/a` reads `/foo/a`). Which binding a host path belongs to
+    /// is decided on the host side (a link inside the rootfs belongs to the guest; else the
+    /// longest host prefix among the bindings), as PRoot does. Any other target is the guest's own text (what the guest wrote).
+    pub fn within_same_binding(&self, link_host: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+        let owner = |h: &[u8]| -> Option<usize> {
+            let mut best: Option<(usize, Option<usize>)> = None;
+            let mut consider = |prefix: &[u8], who: Option<usize>| {
+                if strip_prefix(h, prefix).is_some() && best.is_none_or(|(l, _)| prefix.len() > l) {
+                    best = Some((prefix.len(), who));
+                }
+            };
+            for (i, b) in self.bindings.iter().enumerate() {
+                consider(&b.host, Some(i));
+            }
+            best.and_then(|(_, w)| w)
         };
-        g.extend_from_slice(rest);
-        if g.is_empty() {
-            g.push(b'/');
+        // A link that lives in the rootfs (seen from the host) holds the guest's own text.
+        if strip_prefix(link_host, &self.root).is_some() {
+            return None;
         }
-        Some(g)
+        let link_owner = owner(link_host)?;
+        (owner(target) == Some(link_owner)).then(|| self.to_guest(target))?
     }
 
     /// Is this canonical guest path inside a binding (mapped to the host outside the root)?

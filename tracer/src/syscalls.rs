@@ -728,7 +728,7 @@ pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<
     // A symlink inside a bound host directory names host paths: show where they are in the
     // guest (`-b /tmp:/ced` makes `/tmp/x` read as `/ced/x`), as resolution does.
     if text.first() == Some(&b'/') && !guest.starts_with(b"/proc/") {
-        if let Some(g) = ctx.tr.within_same_binding(guest, &text) {
+        if let Some(g) = ctx.tr.within_same_binding(&ctx.tr.map(guest), &text) {
             return g;
         }
     }
@@ -1043,7 +1043,14 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     r.set_arg(argv_i, argv_addr);
     setregs(pid, &r);
     if let Some(t) = ctx.tracees.get_mut(&pid) {
-        t.via_loader = plan.via_loader;
+        // The kernel names the task after the last component of the path given to execve(2),
+        // cut to TASK_COMM_LEN - 1 bytes (a script keeps its own name, not its interpreter's).
+        let comm = |p: &[u8]| {
+            let base = p.rsplit(|b| *b == b'/').next().unwrap_or(p);
+            base[..base.len().min(15)].to_vec()
+        };
+        let (want, got) = (comm(&raw), comm(&plan.host_path));
+        t.exec_comm = (want != got).then_some(want);
         t.argv0_wanted = plan.argv0_patch;
         t.pending_exe = Some(plan.program);
         t.saved = Some(Saved {

@@ -199,12 +199,14 @@ pub struct Tracee {
     pub pending_exe: Option<Vec<u8>>,
     /// The first child before its first execve (running the tracer's setup code).
     pub preexec: bool,
-    /// After an exec through the guest's loader the kernel named the task after the loader
-    /// (`ld-linux-x86-64` in /proc/PID/comm, what ps, pgrep and pkill match): the program's
-    /// name, to set with prctl(PR_SET_NAME) at the task's next traced call.
+    /// After an exec through the guest's loader (or a script's interpreter, run directly) the
+    /// kernel named the task after what it ran (`ld-linux-x86-64` in /proc/PID/comm, what ps,
+    /// pgrep and pkill match): the name execve(2) gives, to set with prctl(PR_SET_NAME) at the
+    /// task's next traced call.
     pub pending_comm: Option<Vec<u8>>,
-    /// The exec being prepared goes through the guest's loader.
-    pub via_loader: bool,
+    /// The exec being prepared: the task name the kernel would give it, when the exec we make
+    /// instead gets another one.
+    pub exec_comm: Option<Vec<u8>>,
     /// Fake credentials (`-0`/`-i`), inherited by children.
     pub creds: Option<Creds>,
     /// The argv[0] the guest asked for, when its loader cannot be told (`--argv0`).
@@ -338,9 +340,20 @@ pub fn run(
     sys::install_forwarders();
     let child = sys::spawn_stopped(&plan).map_err(|e| TracerError::Start(format!("fork: {e}")))?;
     // Wait for the child's self-stop, then seize it.
+    // If it cannot be traced, the child must never go on to run the guest's command untraced
+    // (host paths, no seccomp tracer: every filtered call would fail with ENOSYS).
+    let abandon = |e: TracerError| {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        e
+    };
     match waitpid(child, Some(WaitPidFlag::WSTOPPED)) {
         Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
-        other => return Err(TracerError::Start(format!("child did not stop: {other:?}"))),
+        other => {
+            return Err(abandon(TracerError::Start(format!(
+                "child did not stop: {other:?}"
+            ))))
+        }
     }
     let mut opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACEFORK
@@ -352,12 +365,12 @@ pub fn run(
         opts |= Options::PTRACE_O_TRACESECCOMP;
     }
     ptrace::seize(child, opts).map_err(|e| {
-        TracerError::Start(format!(
+        abandon(TracerError::Start(format!(
             "ptrace: {e} (is ptrace forbidden here? try a F mode)"
-        ))
+        )))
     })?;
     nix::sys::signal::kill(child, Signal::SIGCONT)
-        .map_err(|e| TracerError::Start(e.to_string()))?;
+        .map_err(|e| abandon(TracerError::Start(e.to_string())))?;
 
     let mut ctx = Ctx {
         cfg,
@@ -407,7 +420,6 @@ pub fn run(
             }
             Wait::Signaled(pid, sig) => {
                 ctx.tracees.remove(&pid);
-                last_status = Some(128 + sig);
                 if pid == child {
                     main_status = Some(128 + sig);
                     if cfg.kill_on_exit {
@@ -460,8 +472,10 @@ pub fn run(
         }
     }
     glue.remove();
-    let status = if cfg.last_exit_status {
-        last_status
+    // PRoot's rule counts normal exits only (the victims of a kill are no answer); with
+    // --kill-on-exit the first process ends the run and gives its status.
+    let status = if cfg.last_exit_status && !cfg.kill_on_exit {
+        last_status.or(main_status)
     } else {
         main_status
     };
@@ -721,10 +735,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             }
             t.preexec = false;
             if let Some(e) = t.pending_exe.take() {
-                if t.via_loader {
-                    let base = e.rsplit(|b| *b == b'/').next().unwrap_or(&e);
-                    t.pending_comm = Some(base[..base.len().min(15)].to_vec());
-                }
+                t.pending_comm = t.exec_comm.take();
                 t.exe = Some(e);
             }
             t.argv0_patch = None;
