@@ -266,7 +266,9 @@ fn run(args: &[String]) -> Result<u8, String> {
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         glue: std::env::var_os("PROOT_DONT_POLLUTE_ROOTFS")
             .is_none_or(|v| v.is_empty() || v == "0"),
-        last_exit_status: true,
+        // The first process's status, as a shell reports it (PRoot reports the last normal
+        // exit; tests/tracer.rs `exit_status_propagates` keeps ours).
+        last_exit_status: false,
         verbose,
     };
     let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
