@@ -1039,3 +1039,74 @@ cat /etc/hostname > /dev/null && echo rootfs-still-there",
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Found with PRoot's own test suite (scripts/peer-proot)
+// ---------------------------------------------------------------------------------------------
+
+/// A real-time signal stopping the guest (glibc's setxid broadcast uses SIGRTMIN+1) must be
+/// delivered, not make the tracer give up.
+#[test]
+fn real_time_signals_reach_the_guest() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        assert_eq!(
+            g.ok(&[
+                "/bin/sh",
+                "-c",
+                "trap 'echo rt' 35; kill -35 $$; echo after"
+            ]),
+            "rt\nafter\n",
+            "{mode:?}"
+        );
+    }
+}
+
+/// Glue: directories leading to a binding the rootfs lacks can be listed, nothing is left in
+/// the rootfs afterwards; one host directory bound at two guest paths keeps the name it was
+/// entered by; a fake root's EPERM on mknod becomes success.
+#[test]
+fn glue_two_names_and_fake_root_mknod() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    for mode in MODES {
+        let t = scratch("glue");
+        let dir = t.path().join("dir");
+        fs::create_dir(&dir).expect("mkdir");
+        chown_user(t.path());
+        let name = format!("glue-{}-{mode:?}", std::process::id());
+        for pollute in ["0", "1"] {
+            let g = Guest::new(&env, &root, mode)
+                .bind(&dir, &format!("/tmp/{name}/x/y"))
+                .var("PROOT_DONT_POLLUTE_ROOTFS", pollute);
+            assert_eq!(
+                g.ok(&["/bin/ls", &format!("/tmp/{name}/x")]),
+                "y\n",
+                "{mode:?} PROOT_DONT_POLLUTE_ROOTFS={pollute}"
+            );
+            assert!(
+                !root.join("tmp").join(&name).exists(),
+                "{mode:?}: glue left in the rootfs"
+            );
+        }
+        for (first, second) in [("/a", "/b"), ("/b", "/a")] {
+            let g = Guest::new(&env, &root, mode)
+                .opt("-w")
+                .opt("/a")
+                .bind(&dir, first)
+                .bind(&dir, second);
+            assert_eq!(g.ok(&["/bin/pwd"]), "/a\n", "{mode:?} {first} {second}");
+        }
+        let g = Guest::new(&env, &root, mode).opt("-0");
+        let o = g.run(&["/bin/mknod", "/tmp/dev-node", "b", "1", "1"]);
+        assert!(
+            o.status.success(),
+            "{mode:?}: fake root mknod\n{}",
+            show(&o)
+        );
+    }
+}

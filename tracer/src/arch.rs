@@ -30,6 +30,9 @@ pub mod nr {
     pub const CHMOD: i64 = 90;
     pub const CHOWN: i64 = 92;
     pub const FCHMOD: i64 = 91;
+    pub const CAPSET: i64 = 126;
+    pub const SETHOSTNAME: i64 = 170;
+    pub const SETDOMAINNAME: i64 = 171;
     pub const FCHOWN: i64 = 93;
     pub const LCHOWN: i64 = 94;
     pub const GETUID: i64 = 102;

@@ -18,8 +18,6 @@ pub struct ExecPlan {
     pub argv: Vec<Vec<u8>>,
     /// Guest path of the program (what /proc/self/exe shows).
     pub program: Vec<u8>,
-    /// Run through the guest's ld.so (so the kernel names the task after the loader).
-    pub via_loader: bool,
     /// argv[0] to write over the program path the loader received (no `--argv0` support).
     pub argv0_patch: Option<Vec<u8>>,
 }
@@ -182,7 +180,6 @@ pub fn plan(
                 host_path: h,
                 argv,
                 program: g,
-                via_loader: false,
                 argv0_patch: None,
             }),
             Some(interp) => {
@@ -215,7 +212,6 @@ pub fn plan(
                     host_path: lh,
                     argv: new,
                     program: g,
-                    via_loader: true,
                     argv0_patch,
                 })
             }

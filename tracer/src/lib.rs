@@ -55,6 +55,9 @@ pub struct Config {
     /// Create missing binding mount points in the rootfs (PRoot's "glue"); off with PRoot's
     /// PROOT_DONT_POLLUTE_ROOTFS. The bindings work either way; glue lets the guest list them.
     pub glue: bool,
+    /// Report the exit status of the last guest process to end rather than the first one's
+    /// (PRoot's rule; a shell's rule is the first one's, udocker's default).
+    pub last_exit_status: bool,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
 }

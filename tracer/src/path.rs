@@ -19,6 +19,10 @@ pub struct Binding {
     pub guest: Vec<u8>,
     /// `-v HOST:GUEST:ro`: calls that would change anything below it fail with EROFS.
     pub readonly: bool,
+    /// The guest path is taken as written: a symlink in its last component is not followed
+    /// (PRoot's `-b HOST:GUEST!`). By default the guest path is resolved in the rootfs, as a
+    /// bind mount onto a symlink lands on the symlink's target.
+    pub nofollow: bool,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -162,6 +166,12 @@ impl Translator {
             b.host = normalize(&b.host);
             b.guest = normalize(&b.guest);
         }
+        // One guest path bound twice: the later binding hides the earlier (as a second mount
+        // on the same point would).
+        let mut seen = std::collections::HashSet::new();
+        bindings.reverse();
+        bindings.retain(|b| seen.insert(b.guest.clone()));
+        bindings.reverse();
         bindings.sort_by_key(|b| std::cmp::Reverse(b.guest.len()));
         Translator {
             root,
@@ -247,12 +257,26 @@ impl Translator {
                 }
                 if is_last {
                     // Let the kernel see it (rmdir("d/.") is EINVAL, not rmdir("d")); `..` at
-                    // the guest root must not climb out of it on the host.
-                    final_literal = Some(if c == b".." && !out.is_empty() {
-                        b".."
+                    // the guest root must not climb out of it on the host, nor out of a binding
+                    // (the host parent of a bound directory is not its guest parent): there the
+                    // guest parent itself is named.
+                    if c == b".." && !out.is_empty() {
+                        let child = self.map(&join(&out));
+                        let mut parent_out = out.clone();
+                        parent_out.pop();
+                        let mut inside = self.map(&join(&parent_out));
+                        if inside != b"/" {
+                            inside.push(b'/');
+                        }
+                        inside.extend_from_slice(out.last().map_or(&b""[..], |v| &v[..]));
+                        if inside == child {
+                            final_literal = Some(b"..");
+                        } else {
+                            out = parent_out;
+                        }
                     } else {
-                        b"."
-                    });
+                        final_literal = Some(b".");
+                    }
                     break;
                 }
                 if c == b".." {
@@ -317,7 +341,7 @@ impl Translator {
                     // the guest's eyes. `/proc/PID/root` of a guest task is the guest's own `/`.
                     let is_root_link = in_proc && host.ends_with(b"/root") && target == b"/";
                     if target[0] == b'/' && !is_root_link && !in_proc {
-                        if let Some(t) = self.within_same_binding(&guest_now, &target) {
+                        if let Some(t) = self.within_same_binding(&host, &target) {
                             target = t;
                         }
                     }
@@ -369,24 +393,29 @@ impl Translator {
     }
 
     /// An absolute symlink target found in a bound host directory that points inside that same
-    /// binding's host tree is a host path: its guest form (`-b /tmp:/ced`, `/tmp/l -> /tmp/a`
-    /// reads `/ced/a`). Any other target is the guest's own text (what the guest wrote).
-    pub fn within_same_binding(&self, link_guest: &[u8], target: &[u8]) -> Option<Vec<u8>> {
-        let b = self
-            .bindings
-            .iter()
-            .find(|b| strip_prefix(link_guest, &b.guest).is_some())?;
-        let rest = strip_prefix(target, &b.host)?;
-        let mut g = if b.guest == b"/" && !rest.is_empty() {
-            Vec::new()
-        } else {
-            b.guest.clone()
+    /// binding's host tree is a host path: its guest form, as any host path is seen by the guest
+    /// (`-b /tmp:/foo`, `/tmp/l -> /tmp/a` reads `/foo/a`). Which binding a host path belongs to
+    /// is decided on the host side (a link inside the rootfs belongs to the guest; else the
+    /// longest host prefix among the bindings), as PRoot does. Any other target is the guest's own text (what the guest wrote).
+    pub fn within_same_binding(&self, link_host: &[u8], target: &[u8]) -> Option<Vec<u8>> {
+        let owner = |h: &[u8]| -> Option<usize> {
+            let mut best: Option<(usize, Option<usize>)> = None;
+            let mut consider = |prefix: &[u8], who: Option<usize>| {
+                if strip_prefix(h, prefix).is_some() && best.is_none_or(|(l, _)| prefix.len() > l) {
+                    best = Some((prefix.len(), who));
+                }
+            };
+            for (i, b) in self.bindings.iter().enumerate() {
+                consider(&b.host, Some(i));
+            }
+            best.and_then(|(_, w)| w)
         };
-        g.extend_from_slice(rest);
-        if g.is_empty() {
-            g.push(b'/');
+        // A link that lives in the rootfs (seen from the host) holds the guest's own text.
+        if strip_prefix(link_host, &self.root).is_some() {
+            return None;
         }
-        Some(g)
+        let link_owner = owner(link_host)?;
+        (owner(target) == Some(link_owner)).then(|| self.to_guest(target))?
     }
 
     /// Is this canonical guest path inside a binding (mapped to the host outside the root)?
@@ -500,16 +529,19 @@ mod tests {
                     host: b"/hostproc".to_vec(),
                     guest: b"/proc".to_vec(),
                     readonly: false,
+                    nofollow: false,
                 },
                 Binding {
                     host: b"/data/in".to_vec(),
                     guest: b"/mnt/deep/x".to_vec(),
                     readonly: true,
+                    nofollow: false,
                 },
                 Binding {
                     host: b"/etc/resolv.conf".to_vec(),
                     guest: b"/etc/resolv.conf".to_vec(),
                     readonly: false,
+                    nofollow: false,
                 },
             ],
         )
@@ -653,6 +685,7 @@ mod tests {
                 host: b"/tmp".to_vec(),
                 guest: b"/tmp".to_vec(),
                 readonly: false,
+                nofollow: false,
             }],
         );
         assert_eq!(
@@ -671,6 +704,7 @@ mod tests {
                 host: b"/".to_vec(),
                 guest: b"/host".to_vec(),
                 readonly: false,
+                nofollow: false,
             }],
         );
         assert_eq!(s(&t.map(b"/host/etc")), "/etc");

@@ -98,6 +98,12 @@ pub const ID_CALLS: &[i64] = &[
     nr::SETFSGID,
     nr::SETGROUPS,
     nr::FCHOWN,
+    // Privileged operations a fake root is granted when the kernel refuses them with EPERM.
+    nr::CAPSET,
+    nr::FSETXATTR,
+    nr::FCHMOD,
+    nr::SETHOSTNAME,
+    nr::SETDOMAINNAME,
 ];
 
 /// Build the BPF program. x32-ABI calls (number with bit 30 set) are refused with ENOSYS: they

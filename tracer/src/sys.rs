@@ -251,3 +251,60 @@ pub fn listxattr(path: &std::ffi::CStr, buf: &mut [u8], follow: bool) -> i64 {
         }
     } as libc::c_long)
 }
+
+/// One wait(2) status, decoded here rather than by nix: nix's `Signal` has no real-time
+/// signals, so a guest stopped by SIGRTMIN+n (glibc's setxid broadcast to its threads uses
+/// SIGRTMIN+1, `setuid` in a threaded program) made nix's decoding fail with EINVAL.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Wait {
+    Exited(Pid, i32),
+    Signaled(Pid, i32),
+    /// Syscall-enter or -exit stop (PTRACE_O_TRACESYSGOOD: SIGTRAP | 0x80).
+    Syscall(Pid),
+    /// PTRACE_EVENT_* stop: the event number (status >> 16).
+    Event(Pid, i32),
+    /// Signal-delivery stop: the signal number.
+    Stopped(Pid, i32),
+    Other,
+}
+
+/// waitpid(-1, __WALL) (wait(2)): every tracee, threads included.
+pub fn wait_all() -> Result<Wait, Errno> {
+    let mut status: libc::c_int = 0;
+    // SAFETY: `status` is a valid, writable int for the kernel to fill.
+    let pid = unsafe { libc::waitpid(-1, &mut status, libc::__WALL) };
+    let pid = Errno::result(pid).map(Pid::from_raw)?;
+    Ok(decode_wait(pid, status))
+}
+
+pub fn decode_wait(pid: Pid, status: libc::c_int) -> Wait {
+    if libc::WIFEXITED(status) {
+        Wait::Exited(pid, libc::WEXITSTATUS(status))
+    } else if libc::WIFSIGNALED(status) {
+        Wait::Signaled(pid, libc::WTERMSIG(status))
+    } else if libc::WIFSTOPPED(status) {
+        let sig = libc::WSTOPSIG(status);
+        let event = (status >> 16) & 0xff;
+        if event != 0 {
+            Wait::Event(pid, event)
+        } else if sig == libc::SIGTRAP | 0x80 {
+            Wait::Syscall(pid)
+        } else {
+            Wait::Stopped(pid, sig)
+        }
+    } else {
+        Wait::Other
+    }
+}
+
+/// PTRACE_SYSCALL or PTRACE_CONT with a raw signal number (0: none), real-time ones included.
+pub fn ptrace_restart(pid: Pid, syscall: bool, sig: i32) -> nix::Result<()> {
+    let req = if syscall {
+        libc::PTRACE_SYSCALL
+    } else {
+        libc::PTRACE_CONT
+    };
+    // SAFETY: these requests take no pointer: `data` is the signal number, checked by the kernel.
+    let r = unsafe { libc::ptrace(req, pid.as_raw(), 0usize, sig as usize) };
+    Errno::result(r).map(drop)
+}

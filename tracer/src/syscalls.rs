@@ -263,8 +263,23 @@ fn base_dirs(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<(Vec<u8>, Vec<u8>)> {
         format!("/proc/{pid}/fd/{dirfd}")
     };
     let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
-    let guest = ctx.tr.to_guest(&host)?;
+    let guest = if dirfd == AT_FDCWD {
+        cwd_name(ctx, pid, &host)?
+    } else {
+        ctx.tr.to_guest(&host)?
+    };
     Some((host, guest))
+}
+
+/// The guest name of the working directory whose host path is `host`: the name the guest
+/// entered it by, while that still leads there, else the translator's choice.
+fn cwd_name(ctx: &Ctx, pid: Pid, host: &[u8]) -> Option<Vec<u8>> {
+    if let Some(c) = ctx.tracees.get(&pid).and_then(|t| t.cwd.as_ref()) {
+        if ctx.tr.map(c) == host {
+            return Some(c.clone());
+        }
+    }
+    ctx.tr.to_guest(host)
 }
 
 /// The guest directory a relative path is relative to: the cwd, or the directory `dirfd` is
@@ -277,6 +292,9 @@ fn base_dir(ctx: &Ctx, pid: Pid, dirfd: i64) -> Option<Vec<u8>> {
         format!("/proc/{pid}/fd/{dirfd}")
     };
     let host = nix::fcntl::readlink(link.as_str()).ok()?.into_vec();
+    if dirfd == AT_FDCWD {
+        return cwd_name(ctx, pid, &host);
+    }
     ctx.tr.to_guest(&host)
 }
 
@@ -571,6 +589,27 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                     }
                 }
             }
+            nr::MKNOD
+            | nr::MKNODAT
+            | nr::CAPSET
+            | nr::SETXATTR
+            | nr::LSETXATTR
+            | nr::FSETXATTR
+            | nr::CHMOD
+            | nr::FCHMOD
+            | nr::FCHMODAT
+            | nr::FCHMODAT2
+            | nr::SETHOSTNAME
+            | nr::SETDOMAINNAME => {
+                let creds = ctx
+                    .tracees
+                    .get(&pid)
+                    .and_then(|t| t.creds)
+                    .unwrap_or(crate::tracer::Creds::new(uid, gid));
+                if creds.uid[1] == 0 {
+                    action = ExitAction::EpermIsSuccess;
+                }
+            }
             nr::STAT | nr::LSTAT => {
                 action = ExitAction::StatIds {
                     buf: r.arg(1),
@@ -650,6 +689,9 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                     }
                     return false;
                 }
+                if n == nr::CHDIR {
+                    action = ExitAction::Chdir(g.clone());
+                }
                 if let ExitAction::Readlink { exe_of, .. } = &mut action {
                     if let Some((who, tail)) = proc_pid_of(&g, pid) {
                         if tail == b"/exe" {
@@ -687,7 +729,7 @@ pub fn guest_link_text(ctx: &Ctx, pid: Pid, guest: &[u8], text: Vec<u8>) -> Vec<
     // A symlink inside a bound host directory names host paths: show where they are in the
     // guest (`-b /tmp:/ced` makes `/tmp/x` read as `/ced/x`), as resolution does.
     if text.first() == Some(&b'/') && !guest.starts_with(b"/proc/") {
-        if let Some(g) = ctx.tr.within_same_binding(guest, &text) {
+        if let Some(g) = ctx.tr.within_same_binding(&ctx.tr.map(guest), &text) {
             return g;
         }
     }
@@ -1002,7 +1044,14 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     r.set_arg(argv_i, argv_addr);
     setregs(pid, &r);
     if let Some(t) = ctx.tracees.get_mut(&pid) {
-        t.via_loader = plan.via_loader;
+        // The kernel names the task after the last component of the path given to execve(2),
+        // cut to TASK_COMM_LEN - 1 bytes (a script keeps its own name, not its interpreter's).
+        let comm = |p: &[u8]| {
+            let base = p.rsplit(|b| *b == b'/').next().unwrap_or(p);
+            base[..base.len().min(15)].to_vec()
+        };
+        let (want, got) = (comm(&raw), comm(&plan.host_path));
+        t.exec_comm = (want != got).then_some(want);
         t.argv0_wanted = plan.argv0_patch;
         t.pending_exe = Some(plan.program);
         t.saved = Some(Saved {
@@ -1034,11 +1083,23 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             return;
         }
         ExitAction::Restore => {}
+        ExitAction::Chdir(g) => {
+            if ret == 0 {
+                if let Some(t) = ctx.tracees.get_mut(&pid) {
+                    t.cwd = Some(g);
+                }
+            }
+        }
+        ExitAction::EpermIsSuccess => {
+            if ret == -(libc::EPERM as i64) {
+                out.set_ret(0);
+            }
+        }
         ExitAction::Return(v) => out.set_ret(v),
         ExitAction::Getcwd { buf, size } => {
             if ret > 0 {
                 if let Ok(host) = mem::read_cstr(pid, buf, PATH_MAX) {
-                    let g = ctx.tr.to_guest(&host).unwrap_or(host);
+                    let g = cwd_name(ctx, pid, &host).unwrap_or(host);
                     if g.len() + 1 > size as usize {
                         out.set_ret(-(libc::ERANGE as i64));
                     } else {

@@ -9,7 +9,7 @@
 
 use crate::arch::Regs;
 use crate::path::{RealFs, Translator};
-use crate::sys;
+use crate::sys::{self, Wait};
 use crate::syscalls;
 use crate::{Config, Mode, TracerError};
 use nix::errno::Errno;
@@ -47,6 +47,11 @@ pub enum ExitAction {
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
     Exec,
+    /// A privileged call made by a fake root (`-0`): the kernel's EPERM becomes success, as
+    /// the guest believes it holds the capability (PRoot's rule; nothing is changed on disk).
+    EpermIsSuccess,
+    /// chdir(2) to this canonical guest path: remember the name on success.
+    Chdir(Vec<u8>),
     /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
     Reexec,
 }
@@ -194,12 +199,14 @@ pub struct Tracee {
     pub pending_exe: Option<Vec<u8>>,
     /// The first child before its first execve (running the tracer's setup code).
     pub preexec: bool,
-    /// After an exec through the guest's loader the kernel named the task after the loader
-    /// (`ld-linux-x86-64` in /proc/PID/comm, what ps, pgrep and pkill match): the program's
-    /// name, to set with prctl(PR_SET_NAME) at the task's next traced call.
+    /// After an exec through the guest's loader (or a script's interpreter, run directly) the
+    /// kernel named the task after what it ran (`ld-linux-x86-64` in /proc/PID/comm, what ps,
+    /// pgrep and pkill match): the name execve(2) gives, to set with prctl(PR_SET_NAME) at the
+    /// task's next traced call.
     pub pending_comm: Option<Vec<u8>>,
-    /// The exec being prepared goes through the guest's loader.
-    pub via_loader: bool,
+    /// The exec being prepared: the task name the kernel would give it, when the exec we make
+    /// instead gets another one.
+    pub exec_comm: Option<Vec<u8>>,
     /// Fake credentials (`-0`/`-i`), inherited by children.
     pub creds: Option<Creds>,
     /// The argv[0] the guest asked for, when its loader cannot be told (`--argv0`).
@@ -209,6 +216,10 @@ pub struct Tracee {
     pub argv0_patch: Option<(u64, usize, Vec<u8>)>,
     /// The loader has opened the program: the next traced call may patch argv[0].
     pub program_opened: bool,
+    /// The guest name of the working directory as last entered with chdir(2): one host
+    /// directory bound at two guest paths has two names, and the kernel's cwd cannot tell
+    /// which one the guest used. Trusted only while it still maps to the kernel's cwd.
+    pub cwd: Option<Vec<u8>>,
 }
 
 pub struct Ctx<'a> {
@@ -265,7 +276,11 @@ pub fn run(
             root.display()
         )));
     }
-    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, cfg.glue);
+    let mut glue = Glue {
+        in_rootfs: cfg.glue,
+        ..Glue::default()
+    };
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, &mut glue);
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -274,7 +289,7 @@ pub fn run(
     } else {
         crate::path::normalize(&cfg.cwd)
     };
-    let (_, cwd_host) = tr
+    let (cwd_canon, cwd_host) = tr
         .resolve(&fs, &cwd_guest, true)
         .map_err(|e| TracerError::Config(format!("working directory: {e}")))?;
 
@@ -325,9 +340,20 @@ pub fn run(
     sys::install_forwarders();
     let child = sys::spawn_stopped(&plan).map_err(|e| TracerError::Start(format!("fork: {e}")))?;
     // Wait for the child's self-stop, then seize it.
+    // If it cannot be traced, the child must never go on to run the guest's command untraced
+    // (host paths, no seccomp tracer: every filtered call would fail with ENOSYS).
+    let abandon = |e: TracerError| {
+        let _ = nix::sys::signal::kill(child, Signal::SIGKILL);
+        let _ = waitpid(child, None);
+        e
+    };
     match waitpid(child, Some(WaitPidFlag::WSTOPPED)) {
         Ok(WaitStatus::Stopped(_, Signal::SIGSTOP)) => {}
-        other => return Err(TracerError::Start(format!("child did not stop: {other:?}"))),
+        other => {
+            return Err(abandon(TracerError::Start(format!(
+                "child did not stop: {other:?}"
+            ))))
+        }
     }
     let mut opts = Options::PTRACE_O_TRACESYSGOOD
         | Options::PTRACE_O_TRACEFORK
@@ -339,12 +365,12 @@ pub fn run(
         opts |= Options::PTRACE_O_TRACESECCOMP;
     }
     ptrace::seize(child, opts).map_err(|e| {
-        TracerError::Start(format!(
+        abandon(TracerError::Start(format!(
             "ptrace: {e} (is ptrace forbidden here? try a F mode)"
-        ))
+        )))
     })?;
     nix::sys::signal::kill(child, Signal::SIGCONT)
-        .map_err(|e| TracerError::Start(e.to_string()))?;
+        .map_err(|e| abandon(TracerError::Start(e.to_string())))?;
 
     let mut ctx = Ctx {
         cfg,
@@ -360,11 +386,13 @@ pub fn run(
         child,
         Tracee {
             preexec: true,
+            cwd: Some(cwd_canon),
             ..Tracee::default()
         },
     );
     let old_kernel = !kernel_at_least(4, 8);
     let mut main_status: Option<i32> = None;
+    let mut last_status: Option<i32> = None;
 
     loop {
         let pending = sys::PENDING_SIGNAL.swap(0, Ordering::SeqCst);
@@ -373,15 +401,16 @@ pub fn run(
                 let _ = nix::sys::signal::kill(child, sig);
             }
         }
-        let status = match waitpid(None, Some(WaitPidFlag::__WALL)) {
+        let status = match sys::wait_all() {
             Ok(s) => s,
             Err(Errno::EINTR) => continue,
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TracerError::Trace(format!("waitpid: {e}"))),
         };
         match status {
-            WaitStatus::Exited(pid, code) => {
+            Wait::Exited(pid, code) => {
                 ctx.tracees.remove(&pid);
+                last_status = Some(code);
                 if pid == child {
                     main_status = Some(code);
                     if cfg.kill_on_exit {
@@ -389,43 +418,43 @@ pub fn run(
                     }
                 }
             }
-            WaitStatus::Signaled(pid, sig, _) => {
+            Wait::Signaled(pid, sig) => {
                 ctx.tracees.remove(&pid);
                 if pid == child {
-                    main_status = Some(128 + sig as i32);
+                    main_status = Some(128 + sig);
                     if cfg.kill_on_exit {
                         kill_all(&ctx);
                     }
                 }
             }
-            WaitStatus::PtraceEvent(pid, _, ev) => handle_event(&mut ctx, pid, ev, old_kernel),
-            WaitStatus::PtraceSyscall(pid) => {
+            Wait::Event(pid, ev) => handle_event(&mut ctx, pid, ev, old_kernel),
+            Wait::Syscall(pid) => {
                 let t = ctx.tracees.entry(pid).or_default();
                 if t.skip_enter {
                     // Pre-4.8 ordering: the enter stop that follows a seccomp stop.
                     t.skip_enter = false;
-                    let _ = ptrace::syscall(pid, None);
+                    let _ = sys::ptrace_restart(pid, true, 0);
                     continue;
                 }
                 if t.in_syscall {
                     t.in_syscall = false;
                     syscalls::on_exit(&mut ctx, pid);
-                    resume(&ctx, pid, None);
+                    resume(&ctx, pid, 0);
                 } else {
                     let want_exit = syscalls::on_enter(&mut ctx, pid);
                     if let Some(t) = ctx.tracees.get_mut(&pid) {
                         t.in_syscall = true;
                     }
                     let _ = want_exit;
-                    let _ = ptrace::syscall(pid, None);
+                    let _ = sys::ptrace_restart(pid, true, 0);
                 }
             }
-            WaitStatus::Stopped(pid, sig) => {
+            Wait::Stopped(pid, sig) => {
                 // Signal-delivery stop: pass the signal on.
                 ctx.tracees.entry(pid).or_default();
-                resume(&ctx, pid, Some(sig));
+                resume(&ctx, pid, sig);
             }
-            WaitStatus::Continued(_) | WaitStatus::StillAlive => {}
+            Wait::Other => {}
         }
         if ctx.tracees.is_empty() {
             break;
@@ -442,52 +471,205 @@ pub fn run(
             ctx.debug(|| "more than two guest tasks: CPU pinning released".into());
         }
     }
-    Ok(main_status.unwrap_or(0))
+    glue.remove();
+    // PRoot's rule counts normal exits only (the victims of a kill are no answer); with
+    // --kill-on-exit the first process ends the run and gives its status.
+    let status = if cfg.last_exit_status && !cfg.kill_on_exit {
+        last_status.or(main_status)
+    } else {
+        main_status
+    };
+    Ok(status.unwrap_or(0))
 }
 
-/// Bindings as a bind mount would place them: the guest path's parent resolved inside the
-/// rootfs (an image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and
-/// a missing mount point created in the rootfs, best effort, so the guest can list and enter the
-/// directories leading to it (PRoot's "glue").
-fn prepare_bindings(root: &[u8], bindings: &[crate::Binding], glue: bool) -> Vec<crate::Binding> {
+/// Mount points the guest lacks, made for it (PRoot's "glue"): created in the rootfs when
+/// allowed and possible, else in private host directories bound over the first missing guest
+/// directory, so the guest can enter and list the directories that lead to its bindings.
+#[derive(Default)]
+struct Glue {
+    in_rootfs: bool,
+    /// Created in the rootfs, parents before children.
+    created: Vec<std::path::PathBuf>,
+    /// Private directories: (guest path they stand for, host directory).
+    private: Vec<(Vec<u8>, std::path::PathBuf)>,
+}
+
+impl Glue {
+    /// Make the mount point `mp` (host path in the rootfs of guest path `guest`).
+    /// Returns a binding to add when a private directory had to be used.
+    fn make(&mut self, guest: &[u8], mp: &std::path::Path, dir: bool) -> Option<crate::Binding> {
+        use std::os::unix::ffi::OsStrExt;
+        if std::fs::symlink_metadata(mp).is_ok() {
+            return None;
+        }
+        if self.in_rootfs && make_tree(mp, mp.ancestors().count(), dir, &mut self.created) {
+            return None;
+        }
+        // The missing part of the path, as guest components (the rootfs side of a guest path
+        // ends with the same names).
+        let missing = mp
+            .ancestors()
+            .take_while(|a| std::fs::symlink_metadata(a).is_err())
+            .count();
+        let comps: Vec<&[u8]> = guest
+            .split(|b| *b == b'/')
+            .filter(|c| !c.is_empty())
+            .collect();
+        if missing == 0 || missing > comps.len() {
+            return None;
+        }
+        let top: Vec<u8> = comps[..comps.len() - missing + 1]
+            .iter()
+            .flat_map(|c| [&b"/"[..], c].concat())
+            .collect();
+        let below = &comps[comps.len() - missing + 1..];
+        let (host, new) = match self.private.iter().find(|(g, _)| *g == top) {
+            Some((_, h)) => (h.clone(), false),
+            None => (private_dir()?, true),
+        };
+        let mut target = host.clone();
+        for c in below {
+            target.push(std::ffi::OsStr::from_bytes(c));
+        }
+        if !below.is_empty() {
+            let mut scratch = Vec::new();
+            make_tree(&target, below.len(), dir, &mut scratch);
+        }
+        if !new {
+            return None;
+        }
+        self.private.push((top.clone(), host.clone()));
+        Some(crate::Binding {
+            host: host.as_os_str().as_bytes().to_vec(),
+            guest: top,
+            readonly: false,
+            nofollow: true,
+        })
+    }
+
+    /// Remove the glue left empty, children first (PRoot does the same at exit): a rootfs
+    /// directory the guest filled, or a placeholder file it wrote into, stays. Private
+    /// directories are ours alone and go entirely.
+    fn remove(&self) {
+        for p in self.created.iter().rev() {
+            match std::fs::symlink_metadata(p) {
+                Ok(m) if m.is_dir() => {
+                    let _ = std::fs::remove_dir(p);
+                }
+                Ok(m) if m.is_file() && m.len() == 0 => {
+                    let _ = std::fs::remove_file(p);
+                }
+                _ => {}
+            }
+        }
+        for (_, h) in &self.private {
+            let _ = std::fs::remove_dir_all(h);
+        }
+    }
+}
+
+/// A new directory of our own under $TMPDIR (mode 0700).
+fn private_dir() -> Option<std::path::PathBuf> {
+    use std::os::unix::fs::DirBuilderExt;
+    let base = std::env::temp_dir();
+    for n in 0..1000u32 {
+        let p = base.join(format!("udocker-glue-{}-{n}", std::process::id()));
+        match std::fs::DirBuilder::new().mode(0o700).create(&p) {
+            Ok(()) => return Some(p),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(_) => return None,
+        }
+    }
+    None
+}
+
+/// Bindings as a bind mount would place them: the guest path resolved inside the rootfs (an
+/// image's `var/run -> ../run` is followed, so `-b X:/var/run/dbus` lands in /run), and a missing
+/// mount point made by `glue`.
+fn prepare_bindings(
+    root: &[u8],
+    bindings: &[crate::Binding],
+    glue: &mut Glue,
+) -> Vec<crate::Binding> {
     use std::os::unix::ffi::OsStrExt;
     let plain = Translator::new(root, Vec::new());
     let fs = RealFs;
-    bindings
-        .iter()
-        .map(|b| {
-            let mut b = b.clone();
-            let g = crate::path::normalize(&b.guest);
-            if g == b"/" {
-                return b;
+    let mut out = Vec::new();
+    for b in bindings {
+        let mut b = b.clone();
+        let g = crate::path::normalize(&b.guest);
+        if g == b"/" {
+            out.push(b);
+            continue;
+        }
+        // The whole guest path resolved in the rootfs (a symlink as last component too,
+        // unless `nofollow`); when something above it is missing, its parent as far as it
+        // resolves and the last name as written.
+        let mp = match plain.resolve(&fs, &g, !b.nofollow) {
+            Ok((cg, ch)) => {
+                b.guest = cg;
+                ch
             }
-            let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
-            let (parent, name) = (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
-            let (pg, ph) = match plain.resolve(&fs, parent, true) {
-                Ok(r) => r,
-                Err(_) => (parent.to_vec(), plain.map(parent)),
-            };
-            let mut ng = pg;
-            if ng != b"/" {
-                ng.push(b'/');
-            }
-            ng.extend_from_slice(name);
-            b.guest = ng;
-            let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&ph))
-                .join(std::ffi::OsStr::from_bytes(name));
-            if glue && std::fs::symlink_metadata(&mp).is_err() {
-                let host_is_dir =
-                    std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
-                let _ = if host_is_dir {
-                    std::fs::create_dir_all(&mp)
-                } else {
-                    std::fs::create_dir_all(mp.parent().unwrap_or(&mp))
-                        .and_then(|_| std::fs::File::create(&mp).map(drop))
+            Err(_) => {
+                let cut = g.iter().rposition(|c| *c == b'/').unwrap_or(0);
+                let (parent, name) = (if cut == 0 { &b"/"[..] } else { &g[..cut] }, &g[cut + 1..]);
+                let (pg, ph) = match plain.resolve(&fs, parent, true) {
+                    Ok(r) => r,
+                    Err(_) => (parent.to_vec(), plain.map(parent)),
                 };
+                let mut ng = pg;
+                if ng != b"/" {
+                    ng.push(b'/');
+                }
+                ng.extend_from_slice(name);
+                b.guest = ng;
+                let mut h = ph;
+                h.push(b'/');
+                h.extend_from_slice(name);
+                h
             }
-            b
-        })
-        .collect()
+        };
+        let mp = std::path::Path::new(std::ffi::OsStr::from_bytes(&mp)).to_path_buf();
+        let host_is_dir = std::path::Path::new(std::ffi::OsStr::from_bytes(&b.host)).is_dir();
+        if let Some(extra) = glue.make(&b.guest, &mp, host_is_dir) {
+            out.push(extra);
+        }
+        out.push(b);
+    }
+    out
+}
+
+/// Create the last `depth` components of `mp` that are missing (a directory, or an empty file
+/// for a file binding, at the end), recording each one created so that nothing that existed
+/// before is ever removed. False when one could not be made.
+fn make_tree(
+    mp: &std::path::Path,
+    depth: usize,
+    dir: bool,
+    created: &mut Vec<std::path::PathBuf>,
+) -> bool {
+    let missing: Vec<&std::path::Path> = mp
+        .ancestors()
+        .take(depth)
+        .take_while(|a| std::fs::symlink_metadata(a).is_err())
+        .collect();
+    for a in missing.iter().rev() {
+        let is_last = *a == mp;
+        let ok = if is_last && !dir {
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .open(a)
+                .is_ok()
+        } else {
+            std::fs::create_dir(a).is_ok()
+        };
+        if !ok {
+            return false;
+        }
+        created.push(a.to_path_buf());
+    }
+    true
 }
 
 fn kill_all(ctx: &Ctx) {
@@ -497,12 +679,8 @@ fn kill_all(ctx: &Ctx) {
 }
 
 /// Resume a tracee after a stop that is not a syscall entry we want the exit of.
-pub fn resume(ctx: &Ctx, pid: Pid, sig: Option<Signal>) {
-    let _ = if ctx.p2 {
-        ptrace::syscall(pid, sig)
-    } else {
-        ptrace::cont(pid, sig)
-    };
+pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
+    let _ = sys::ptrace_restart(pid, ctx.p2, sig);
 }
 
 fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
@@ -521,9 +699,9 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                     t.in_syscall = true;
                     t.skip_enter = old_kernel;
                 }
-                let _ = ptrace::syscall(pid, None);
+                let _ = sys::ptrace_restart(pid, true, 0);
             } else {
-                let _ = ptrace::cont(pid, None);
+                let _ = sys::ptrace_restart(pid, false, 0);
             }
         }
         FORK | VFORK | CLONE => {
@@ -531,6 +709,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 let new = Pid::from_raw(new as i32);
                 let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
                 let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
+                let cwd = ctx.tracees.get(&pid).and_then(|t| t.cwd.clone());
                 // A child may already have reported its first stop; keep its state then.
                 let t = ctx.tracees.entry(new).or_default();
                 if t.exe.is_none() {
@@ -539,8 +718,11 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 if t.creds.is_none() {
                     t.creds = creds;
                 }
+                if t.cwd.is_none() {
+                    t.cwd = cwd;
+                }
             }
-            resume(ctx, pid, None);
+            resume(ctx, pid, 0);
         }
         EXEC => {
             // The thread that called execve may not be the leader: GETEVENTMSG is its old tid.
@@ -553,10 +735,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             }
             t.preexec = false;
             if let Some(e) = t.pending_exe.take() {
-                if t.via_loader {
-                    let base = e.rsplit(|b| *b == b'/').next().unwrap_or(&e);
-                    t.pending_comm = Some(base[..base.len().min(15)].to_vec());
-                }
+                t.pending_comm = t.exec_comm.take();
                 t.exe = Some(e);
             }
             t.argv0_patch = None;
@@ -578,7 +757,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 s.action = ExitAction::Exec;
             }
             ctx.tracees.insert(pid, t);
-            resume(ctx, pid, None);
+            resume(ctx, pid, 0);
         }
         STOP => {
             ctx.tracees.entry(pid).or_default();
@@ -587,10 +766,10 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             if matches!(ptrace::getsiginfo(pid), Err(Errno::EINVAL)) {
                 let _ = sys::ptrace_listen(pid);
             } else {
-                resume(ctx, pid, None);
+                resume(ctx, pid, 0);
             }
         }
-        _ => resume(ctx, pid, None),
+        _ => resume(ctx, pid, 0),
     }
 }
 

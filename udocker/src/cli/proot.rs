@@ -29,6 +29,11 @@ fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
         Some((h, g)) => (h, g),
         None => (spec, ""),
     };
+    // `HOST:GUEST!`: don't dereference GUEST if it is a symlink.
+    let (g, nofollow) = match g.strip_suffix('!') {
+        Some(g) => (g, true),
+        None => (g, false),
+    };
     let host = match std::fs::canonicalize(h) {
         Ok(p) => p,
         Err(_) => {
@@ -49,6 +54,7 @@ fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
         host: host.into_os_string().into_vec(),
         guest: g.as_bytes().to_vec(),
         readonly: false,
+        nofollow,
     }))
 }
 
@@ -102,7 +108,13 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
             "-b" | "-m" | "--bind" | "--mount" => {
                 if let Some(b) = binding(&value(&mut i, a)?)? {
-                    binds.push(b);
+                    // A binding onto the guest's `/` is the rootfs (PRoot's -r is exactly
+                    // that): the last of the -r and `-b HOST:/` options decides.
+                    if tracer::path::normalize(&b.guest) == b"/" {
+                        root = Some(PathBuf::from(std::ffi::OsString::from_vec(b.host)));
+                    } else {
+                        binds.push(b);
+                    }
                 }
             }
             "-w" | "--pwd" | "--cwd" => cwd = Some(value(&mut i, a)?),
@@ -213,7 +225,9 @@ fn run(args: &[String]) -> Result<u8, String> {
     let program = if argv[0].contains(&b'/') {
         argv[0].clone()
     } else {
-        let path = std::env::var("PATH").unwrap_or_else(|_| "/usr/local/bin:/usr/bin:/bin".into());
+        // PRoot looks the name up in its own $PATH only: with PATH unset or empty nothing is
+        // found (no execvp-style default list).
+        let path = std::env::var("PATH").unwrap_or_default();
         let found = path
             .split(':')
             .filter(|d| d.starts_with('/'))
@@ -252,6 +266,9 @@ fn run(args: &[String]) -> Result<u8, String> {
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         glue: std::env::var_os("PROOT_DONT_POLLUTE_ROOTFS")
             .is_none_or(|v| v.is_empty() || v == "0"),
+        // The first process's status, as a shell reports it (PRoot reports the last normal
+        // exit; tests/tracer.rs `exit_status_propagates` keeps ours).
+        last_exit_status: false,
         verbose,
     };
     let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;

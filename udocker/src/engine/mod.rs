@@ -415,6 +415,7 @@ fn translator(root: &Path, vols: &[Volume]) -> Translator {
                 host: v.host.as_os_str().as_bytes().to_vec(),
                 guest: v.guest.as_bytes().to_vec(),
                 readonly: v.readonly,
+                nofollow: false,
             })
             .collect(),
     )

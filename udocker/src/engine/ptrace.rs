@@ -19,6 +19,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
                 guest: v.guest.as_bytes().to_vec(),
                 // `-v H:C:ro`: the tracer fails writes below C with EROFS.
                 readonly: v.readonly,
+                nofollow: false,
             })
             .collect(),
         cwd: plan.cwd.as_bytes().to_vec(),
@@ -33,6 +34,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
         // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off.
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         glue: true,
+        last_exit_status: false,
         verbose,
     }
 }
