@@ -10,6 +10,7 @@ mod arch;
 mod emulate;
 mod exec;
 mod mem;
+pub mod net;
 pub mod path;
 mod seccomp;
 mod sys;
@@ -58,6 +59,8 @@ pub struct Config {
     /// Report the exit status of the last guest process to end rather than the first one's
     /// (PRoot's rule; a shell's rule is the first one's, udocker's default).
     pub last_exit_status: bool,
+    /// `-p GUEST:HOST`: internet ports the guest binds that are really bound elsewhere (net.rs).
+    pub ports: Vec<net::PortMap>,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
 }

@@ -875,6 +875,7 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
             ExitAction::SockName {
                 addr: r.arg(1),
                 lenp: r.arg(2),
+                peer: n == nr::GETPEERNAME,
             },
         );
         return true;
@@ -883,7 +884,19 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
         let mut r = r;
         let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
         let (addr, len) = (r.arg(ai), r.arg(li) as usize);
-        if let Some(new) = translate_sockaddr(ctx, pid, addr, len) {
+        let new = translate_sockaddr(ctx, pid, addr, len).or_else(|| {
+            // Internet addresses on mapped ports (net.rs).
+            if ctx.cfg.ports.is_empty() || addr == 0 || !(16..=128).contains(&len) {
+                return None;
+            }
+            let raw = mem::read(pid, addr, len).ok()?;
+            if n == nr::BIND {
+                crate::net::on_bind(&ctx.cfg.ports, &raw)
+            } else {
+                crate::net::on_connect(&ctx.cfg.ports, &raw)
+            }
+        });
+        if let Some(new) = new {
             let mut scratch = Scratch::below(r.sp());
             if let Ok(a) = scratch.push(pid, &new) {
                 r.set_arg(ai, a);
@@ -1158,7 +1171,18 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
-        ExitAction::SockName { addr, lenp } => {
+        ExitAction::SockName { addr, lenp, peer } => {
+            // A mapped internet port: the guest's own port number (net.rs).
+            if ret == 0 && addr != 0 && lenp != 0 && !ctx.cfg.ports.is_empty() {
+                if let Ok(lb) = mem::read(pid, lenp, 4) {
+                    let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
+                    if let Ok(raw) = mem::read(pid, addr, len.min(28)) {
+                        if let Some(g) = crate::net::on_name(&ctx.cfg.ports, &raw, peer) {
+                            let _ = mem::write(pid, addr, &g);
+                        }
+                    }
+                }
+            }
             // An AF_UNIX name is a host path: give the guest its own path back.
             if ret == 0 && addr != 0 && lenp != 0 {
                 if let Ok(lb) = mem::read(pid, lenp, 4) {

@@ -42,7 +42,8 @@ pub enum ExitAction {
     /// getresuid/getresgid with a fake id: real, effective, saved.
     ResIds { ptrs: [u64; 3], ids: [u32; 3] },
     /// getsockname/getpeername: AF_UNIX host path back to the guest's.
-    SockName { addr: u64, lenp: u64 },
+    /// `peer`: getpeername (only loopback peers have their mapped port translated back).
+    SockName { addr: u64, lenp: u64, peer: bool },
     /// uname with `-k`.
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.

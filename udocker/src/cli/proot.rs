@@ -2,13 +2,14 @@
 //! command line, so PRoot's test suite and its users' habits carry over.
 //! Options (PRoot 5 `--help`): -r/--rootfs, -b/-m/--bind/--mount HOST[:GUEST], -w/--pwd/--cwd,
 //! -0/--root-id, -i/--change-id UID:GID, -k/--kernel-release, --kill-on-exit, -v/--verbose,
-//! -R (rootfs with the recommended host bindings), -S (-R plus -0). PROOT_NO_SECCOMP=1 forces P2.
+//! -R (rootfs with the recommended host bindings), -S (-R plus -0), and PRoot-udocker's
+//! -p/--port GUEST:HOST and -n/--netcoop. PROOT_NO_SECCOMP=1 forces P2.
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 fn usage() -> String {
-    "usage: proot [-r ROOT] [-b HOST[:GUEST]]... [-w CWD] [-0] [-i UID:GID] [-k RELEASE] [--kill-on-exit] [-v N] [COMMAND [ARGS...]]".into()
+    "usage: proot [-r ROOT] [-b HOST[:GUEST]]... [-w CWD] [-0] [-i UID:GID] [-k RELEASE] [-p GUEST_PORT:HOST_PORT]... [-n] [--kill-on-exit] [-v N] [COMMAND [ARGS...]]".into()
 }
 
 /// Bindings PRoot's -R adds (those that exist on the host).
@@ -77,6 +78,7 @@ fn run(args: &[String]) -> Result<u8, String> {
     let mut kill_on_exit = false;
     let mut verbose = 0u8;
     let mut recommended = false;
+    let mut ports: Vec<tracer::net::PortMap> = Vec::new();
     let mut i = 0;
     let value = |i: &mut usize, a: &str| -> Result<String, String> {
         if let Some((_, v)) = a.split_once('=').filter(|_| a.starts_with("--")) {
@@ -130,6 +132,17 @@ fn run(args: &[String]) -> Result<u8, String> {
                 ));
             }
             "-k" | "--kernel-release" => kernel = Some(value(&mut i, a)?),
+            // PRoot-udocker's port mapping: `-p GUEST:HOST` (repeatable).
+            "-p" | "--port" => {
+                let v = value(&mut i, a)?;
+                ports.push(
+                    tracer::net::parse(&v)
+                        .ok_or_else(|| format!("-p needs GUEST_PORT:HOST_PORT, got {v}"))?,
+                );
+            }
+            // PRoot-udocker's "network cooperation" (-n): share the host's network as is.
+            // That is what the guest does here anyway; accepted so command lines carry over.
+            "-n" | "--netcoop" => {}
             "--kill-on-exit" => kill_on_exit = true,
             "-v" | "--verbose" => {
                 // PRoot takes any integer; negative means quieter than the default.
@@ -269,6 +282,7 @@ fn run(args: &[String]) -> Result<u8, String> {
         // The first process's status, as a shell reports it (PRoot reports the last normal
         // exit; tests/tracer.rs `exit_status_propagates` keeps ours).
         last_exit_status: false,
+        ports,
         verbose,
     };
     let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;

@@ -79,7 +79,8 @@ usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]\n\
   --location=DIR             run a root file system directory (no image metadata)\n\
   --nobanner                 no STARTING banner\n\
   -i, -t, -a                 accepted (the terminal is passed through as it is)\n\
-  -p, -P                     accepted with a warning: ports are not remapped\n\
+  -p [IP:]HOSTPORT:CONTPORT  the container's CONTPORT is bound as HOSTPORT (P1/P2; others warn)\n\
+  -P                         accepted (the container uses the host's network)\n\
   --device=HOST[:CONT]       bind a device (R1/R2/R3 modes; ignored by the others)\n\
   --volumes-from, --dns, --dns-search  accepted and ignored\n";
 
@@ -165,7 +166,77 @@ fn request(p: &Parsed, args: Vec<String>) -> Result<RunRequest, Fail> {
             .filter(|k| !k.is_empty())
             .map(str::to_string),
         devices: p.all("--device").to_vec(),
+        ports: p
+            .all("-p")
+            .iter()
+            .map(|v| parse_publish(v))
+            .collect::<Result<_, _>>()?,
     })
+}
+
+/// `-p [IP:]HOST:CONT[/PROTO]` or `-p CONT[/PROTO]` (docker's forms) → (container, host) port.
+/// The host address is ignored: the container shares the host's network.
+fn parse_publish(v: &str) -> Result<(u16, u16), Fail> {
+    let bad = || {
+        Fail::new(format!(
+            "invalid port mapping {v}: expected [IP:]HOST_PORT:CONTAINER_PORT"
+        ))
+    };
+    let spec = v.split('/').next().unwrap_or(v);
+    let parts: Vec<&str> = spec.rsplitn(3, ':').collect();
+    let port = |s: &str| s.parse::<u16>().ok().filter(|p| *p != 0).ok_or_else(bad);
+    match parts.as_slice() {
+        [c] => Ok((port(c)?, port(c)?)),
+        [c, h] | [c, h, _] => Ok((port(c)?, port(h)?)),
+        _ => Err(bad()),
+    }
+}
+
+/// The lowest port an unprivileged process may bind (ip(7): net.ipv4.ip_unprivileged_port_start,
+/// 1024 by default and on kernels without the setting).
+fn unprivileged_port_start() -> u16 {
+    fs::read_to_string("/proc/sys/net/ipv4/ip_unprivileged_port_start")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(1024)
+}
+
+/// The container shares the host's network. P modes remap `-p HOST:CONT` ports in the tracer;
+/// the other modes cannot, and nobody can bind a privileged port without privileges: say so
+/// once per port, as upstream does for the image's ExposedPorts, and go on.
+fn port_warnings(p: &Parsed, target: &Target, plan: &engine::Plan) {
+    let remaps = matches!(plan.mode, ExecMode::P1 | ExecMode::P2);
+    if !plan.ports.is_empty() && !remaps {
+        warn!(
+            "ports are not remapped in execution mode {} (-p ignored): programs bind the host's ports directly",
+            plan.mode.as_str()
+        );
+    }
+    let start = unprivileged_port_start();
+    // Root in the container is not root on the host, except in R modes (a user namespace,
+    // still without the host's CAP_NET_BIND_SERVICE) — so this holds for every mode.
+    if nix::unistd::geteuid().is_root() {
+        return;
+    }
+    let mapped = |c: u16| remaps && plan.ports.iter().any(|&(cp, _)| cp == c);
+    for (port, proto) in &target.meta.exposed_ports {
+        if *port < start && !mapped(*port) && !p.has("--nometa") {
+            warn!(
+                "the image exposes port {port}/{proto}, which an unprivileged user cannot bind{}",
+                if remaps {
+                    format!(
+                        ": map it with -p HOSTPORT:{port} (e.g. -p {}:{port})",
+                        u32::from(*port) + 8000
+                    )
+                } else {
+                    String::new()
+                }
+            );
+        }
+    }
+    if p.has("-P") {
+        debug!("-P: the container uses the host's network; its ports are the host's");
+    }
 }
 
 /// Pull `image` with the pull command itself (same options, messages and errors).
@@ -286,12 +357,6 @@ fn run(ctx: &Ctx, p: Parsed) -> CmdResult {
             warn!("option {k} is ignored by this execution mode");
         }
     }
-    if p.has("-p") || p.has("-P") {
-        warn!(
-            "ports are not remapped (-p/-P ignored): programs bind the host's ports directly, \
-             and ports below 1024 cannot be bound without privileges"
-        );
-    }
     if req.hostauth && req.containerauth {
         return Err(Fail::new(
             "--hostauth and --containerauth exclude each other",
@@ -398,6 +463,7 @@ fn start(
     for w in &plan.warnings {
         warn!("{w}");
     }
+    port_warnings(p, &target, &plan);
     debug!(
         "mode {} root {} cwd {} user {}:{} ({})",
         target.mode.as_str(),

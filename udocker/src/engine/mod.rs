@@ -174,6 +174,8 @@ pub struct ImageMeta {
     pub entrypoint: Option<Vec<String>>,
     pub cmd: Option<Vec<String>>,
     pub env: Vec<String>,
+    /// `ExposedPorts` (`{"80/tcp": {}}`): port and protocol.
+    pub exposed_ports: Vec<(u16, String)>,
 }
 
 fn string_list(v: &serde_json::Value) -> Option<Vec<String>> {
@@ -233,6 +235,20 @@ impl ImageMeta {
                     a.iter()
                         .filter_map(|x| x.as_str().map(str::to_string))
                         .collect()
+                })
+                .unwrap_or_default(),
+            exposed_ports: get("ExposedPorts")
+                .and_then(|e| e.as_object())
+                .map(|o| {
+                    let mut v: Vec<(u16, String)> = o
+                        .keys()
+                        .filter_map(|k| {
+                            let (p, proto) = k.split_once('/').unwrap_or((k, "tcp"));
+                            Some((p.parse().ok()?, proto.to_string()))
+                        })
+                        .collect();
+                    v.sort();
+                    v
                 })
                 .unwrap_or_default(),
         }
@@ -335,6 +351,8 @@ pub struct RunRequest {
     pub kernel: Option<String>,
     /// `--device=HOST[:CONT]` (R modes: bound into the container's /dev).
     pub devices: Vec<String>,
+    /// `-p HOST:CONT`: (container port, host port).
+    pub ports: Vec<(u16, u16)>,
 }
 
 /// The container to run.
@@ -403,6 +421,8 @@ pub struct Plan {
     pub mode: ExecMode,
     /// `--device` as given.
     pub devices: Vec<String>,
+    /// (container port, host port) to remap (P modes).
+    pub ports: Vec<(u16, u16)>,
     /// Things the user should hear about (ignored items, the default command).
     pub warnings: Vec<String>,
 }
@@ -733,6 +753,7 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
         cpus: req.cpus.clone(),
         mode: target.mode,
         devices: req.devices.clone(),
+        ports: req.ports.clone(),
         warnings,
     })
 }

@@ -35,6 +35,11 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
         pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
         glue: true,
         last_exit_status: false,
+        ports: plan
+            .ports
+            .iter()
+            .map(|&(guest, host)| tracer::net::PortMap { guest, host })
+            .collect(),
         verbose,
     }
 }

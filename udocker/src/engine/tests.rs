@@ -113,6 +113,12 @@ fn metadata() {
         m.user, None,
         "container_config is not consulted when config exists"
     );
+    let ports = ImageMeta::from_config(&serde_json::json!({"config": {"ExposedPorts":
+        {"443/tcp": {}, "80/tcp": {}, "53/udp": {}, "x/tcp": {}}}}));
+    assert_eq!(
+        ports.exposed_ports,
+        vec![(53, "udp".into()), (80, "tcp".into()), (443, "tcp".into())]
+    );
     let old = ImageMeta::from_config(
         &serde_json::json!({"container_config": {"cmd": "ls -l /", "user": "1:2"}}),
     );

@@ -52,6 +52,7 @@ fn plan(mode: ExecMode, uid: u32) -> Plan {
         cpus: None,
         mode,
         devices: Vec::new(),
+        ports: Vec::new(),
         warnings: Vec::new(),
     }
 }
