@@ -23,12 +23,14 @@ use tracer::path::RealFs;
 /// The shim, as built for this binary's architecture (empty where F modes are not supported).
 pub static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libpreload.so"));
 
-/// The guest paths where the x86_64 glibc loader lives, in order of preference.
+/// The guest paths where the x86_64 loader lives, in order of preference: glibc's, then musl's
+/// (which is musl's libc itself; Alpine and Debian's `musl` package put it there).
 const LOADERS: &[&str] = &[
     "/lib64/ld-linux-x86-64.so.2",
     "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
     "/usr/lib64/ld-linux-x86-64.so.2",
     "/lib/ld-linux-x86-64.so.2",
+    "/lib/ld-musl-x86_64.so.1",
 ];
 
 /// The container library directories that come first in LD_PRELOAD's search (upstream's
@@ -39,6 +41,7 @@ const LIB_DIRS: &[&str] = &[
     "/lib64",
     "/usr/lib64",
     "/lib",
+    "/usr/local/lib",
     "/usr/lib",
 ];
 
@@ -67,9 +70,17 @@ fn resolve(tr: &tracer::path::Translator, guest: &str) -> Option<(String, PathBu
     ))
 }
 
-/// Directories listed in the container's `/etc/ld.so.conf.d/*.conf` (absolute lines only).
+/// Directories listed in the container's `/etc/ld.so.conf.d/*.conf` (absolute lines only) and
+/// in musl's `/etc/ld-musl-x86_64.path` (`:` or newline separated). musl's loader would read the
+/// latter from the *host* (its own file access is not interposed), so it is passed explicitly.
 fn ld_so_conf_dirs(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = fs::read_to_string(root.join("etc/ld-musl-x86_64.path"))
+        .unwrap_or_default()
+        .split([':', '\n'])
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_string)
+        .collect();
     let Ok(rd) = fs::read_dir(root.join("etc/ld.so.conf.d")) else {
         return out;
     };
@@ -256,9 +267,14 @@ pub fn environment(
     env
 }
 
-/// Does this glibc loader take `--argv0` (glibc >= 2.33)?
+/// Does this loader take `--argv0`? glibc >= 2.33 has the literal option; musl's loader (1.2.2
+/// and later) compares the option name after the dashes, next to `library-path` and `preload`.
 fn loader_has_argv0(loader: &Path) -> bool {
-    fs::read(loader).is_ok_and(|b| b.windows(8).any(|w| w == b"--argv0\0"))
+    let Ok(b) = fs::read(loader) else {
+        return false;
+    };
+    let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    has(b"--argv0\0") || (has(b"\0library-path\0") && has(b"\0argv0\0"))
 }
 
 /// Run the plan in F1; returns the exit status (128+N for death by signal N).
@@ -271,7 +287,7 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         .map(|(_, h)| h)
         .ok_or_else(|| {
             EngineError::Unavailable(
-                "execution mode F1: no glibc x86_64 loader (ld-linux-x86-64.so.2) in the container"
+                "execution mode F1: no x86_64 loader (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1) in the container"
                     .into(),
             )
         })?;
