@@ -436,7 +436,8 @@ build_many() {
 # A musl container like a minimal Alpine: musl's loader (= libc) at /lib/ld-musl-x86_64.so.1,
 # libc.musl-x86_64.so.1 pointing at it, and every program dynamically linked against it with
 # Debian's musl-gcc: /bin/sh is tests/probe/msh.c (Debian has no musl build of a real shell, and
-# a static busybox would bypass LD_PRELOAD), /usr/bin/mhello needs /usr/lib/libmhello.so.1 (a
+# a static busybox would bypass LD_PRELOAD; its applets echo, cat, ls… are links to it, as in
+# busybox), /usr/bin/mhello needs /usr/lib/libmhello.so.1 (a
 # library the loader must find in the container). Rebuilt when msh.c or musl changes.
 build_musl() {
     local root=$BUILD/tmp/musl-root src=$SCRIPT_DIR/../tests/probe/msh.c libc stamp
@@ -452,7 +453,7 @@ build_musl() {
     install -m 0755 "$libc" "$root/lib/ld-musl-x86_64.so.1"
     ln -s ld-musl-x86_64.so.1 "$root/lib/libc.musl-x86_64.so.1"
     musl-gcc -O2 -o "$root/bin/msh" "$src"
-    ln -s msh "$root/bin/sh"
+    for a in sh echo cat ls pwd true false test readlink; do ln -s msh "$root/bin/$a"; done
     printf 'const char *mhello(void) { return "hello from libmhello"; }\n' >"$BUILD/tmp/mhello-lib.c"
     printf '#include <stdio.h>\nconst char *mhello(void);\nint main(void) { puts(mhello()); return 0; }\n' \
         >"$BUILD/tmp/mhello.c"

@@ -9,6 +9,8 @@
  * (outside single quotes), `> FILE` and `>> FILE` redirect stdout. Builtins: cd, pwd, echo,
  * exit, cat, ls [-a], true, false, test -e/-f/-d, readlink, export K=V, exec. Anything else is
  * run with fork + execvp (the guest PATH search). A line starting with '#' is a comment.
+ * Called by another name (a link named echo, cat, ls, pwd, true, false, test, readlink) it is
+ * that builtin, busybox-style, so the image has real programs to exec.
  * Written for udocker-rs. */
 #define _GNU_SOURCE
 #include <dirent.h>
@@ -237,8 +239,18 @@ static void line(const char *s) {
     }
 }
 
+static const char *const APPLETS[] = {"echo", "cat", "ls", "pwd", "true", "false", "test", "readlink", 0};
+
 int main(int argc, char **argv) {
     char l[8192];
+    const char *me = strrchr(argv[0], '/') ? strrchr(argv[0], '/') + 1 : argv[0];
+    for (int i = 0; APPLETS[i]; i++)
+        if (!strcmp(me, APPLETS[i])) {
+            argv[0] = (char *)me;
+            int rc = simple(argc, argv);
+            fflush(stdout);
+            return rc;
+        }
     if (argc > 2 && !strcmp(argv[1], "-c")) {
         /* sh -c CMD [NAME [ARGS]]: $0 is NAME, else the shell's own name. */
         sargv = argc > 3 ? argv + 3 : argv;
