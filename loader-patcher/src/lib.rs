@@ -26,7 +26,7 @@ mod probe;
 pub use backup::{patch_file, restore_file, BACKUP_NAME};
 pub use locate::{string_regions, Flavor, Region};
 pub use patch::{patch_bytes, Change, Report};
-pub use probe::{probe_rename, RenameEffect};
+pub use probe::{is_probe_target, probe_rename, RenameEffect};
 
 use std::path::PathBuf;
 

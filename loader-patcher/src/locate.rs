@@ -63,7 +63,7 @@ pub fn string_regions(bytes: &[u8]) -> Result<Vec<Region>, Error> {
 }
 
 /// The NUL-delimited strings of a region as `(file offset, bytes without the NUL)`.
-pub(crate) fn strings<'a>(bytes: &'a [u8], r: Region) -> impl Iterator<Item = (usize, &'a [u8])> {
+pub(crate) fn strings(bytes: &[u8], r: Region) -> impl Iterator<Item = (usize, &[u8])> {
     let data = &bytes[r.offset..r.offset + r.len];
     let mut at = 0;
     std::iter::from_fn(move || {

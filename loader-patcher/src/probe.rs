@@ -45,3 +45,17 @@ pub fn probe_rename(loader: &Path, target: &Path, dirs: &str) -> Result<RenameEf
         }
     })
 }
+
+/// Is `bytes` a dynamic ELF that can show the rename: one that needs a library other than the
+/// loader and, for musl, other than libc (which musl's loader provides itself, whatever the
+/// search path)?
+pub fn is_probe_target(bytes: &[u8]) -> bool {
+    let Ok(elf) = goblin::elf::Elf::parse(bytes) else {
+        return false;
+    };
+    elf.interpreter.is_some()
+        && elf
+            .libraries
+            .iter()
+            .any(|l| !(l.starts_with("ld-") || *l == "libc.so" || l.starts_with("libc.musl-")))
+}

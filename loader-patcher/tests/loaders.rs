@@ -101,7 +101,11 @@ fn patched_glibc_loaders_ignore_the_host_cache_and_dirs() {
             .output()
             .unwrap();
         // glibc opens "/" where a system directory was, and stops: EISDIR, exit 127.
-        assert!(!o.status.success(), "{name}: {}", String::from_utf8_lossy(&o.stdout));
+        assert!(
+            !o.status.success(),
+            "{name}: {}",
+            String::from_utf8_lossy(&o.stdout)
+        );
         // The probe says whether the rename took effect; either way the container dirs work
         // through one of the two names.
         let effect = probe_rename(&copy, &target, &dirs).unwrap();

@@ -843,3 +843,204 @@ fn musl_container_runs_in_p1_too() {
         format!("{marker}hello from libmhello\n/usr/lib\n/bin/msh\n")
     );
 }
+
+// ---------------------------------------------------------------------------------------------
+// F2: the container's loader patched by loader-patcher (spec/elf-fakechroot.md §7)
+
+/// `setup --execmode=F2 NAME`: its stderr (what the patcher said), asserting success.
+fn setup_f2(t: &TestEnv, name: &str) -> String {
+    let o = t.ud(&["setup", "--execmode=F2", name]);
+    assert!(o.status.success(), "setup F2 failed\n{}", show(&o));
+    assert!(stdout(&o).contains("execmode: F2"), "{}", show(&o));
+    stderr(&o)
+}
+
+/// The host path of the loader file in ROOT (glibc's or musl's, links followed in ROOT).
+fn loader_file(root: &Path) -> PathBuf {
+    for g in [
+        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "lib64/ld-linux-x86-64.so.2",
+        "lib/ld-musl-x86_64.so.1",
+    ] {
+        let p = root.join(g);
+        if let Ok(t) = fs::read_link(&p) {
+            let t = t.to_string_lossy().into_owned();
+            let base = fs::canonicalize(root).unwrap();
+            let t = t
+                .strip_prefix(&*base.to_string_lossy())
+                .unwrap_or(&t)
+                .to_string();
+            let next = if t.starts_with('/') {
+                root.join(t.trim_start_matches('/'))
+            } else {
+                p.parent().unwrap().join(t)
+            };
+            if next.is_file() && fs::symlink_metadata(&next).unwrap().is_file() {
+                return next;
+            }
+        } else if p.is_file() {
+            return p;
+        }
+    }
+    panic!("no loader in {}", root.display());
+}
+
+/// Patched on F2, the pristine loader kept, restored byte for byte on leaving F2.
+fn f2_round_trip(t: &TestEnv, name: &str, id: &str, root: &Path, probe: &[&str], want: &str) {
+    let ld = loader_file(root);
+    let orig = fs::read(&ld).unwrap();
+    let said = setup_f2(t, name);
+    assert!(said.contains("patched"), "{said}");
+    let backup = t.udir.join("containers").join(id).join("ld.so.orig");
+    assert_eq!(
+        fs::read(&backup).unwrap(),
+        orig,
+        "ld.so.orig is not the pristine loader"
+    );
+    let patched = fs::read(&ld).unwrap();
+    assert_eq!(patched.len(), orig.len());
+    assert_ne!(patched, orig, "the loader was not patched");
+    let mut args = vec![name];
+    args.extend_from_slice(probe);
+    assert_eq!(run_ok(t, &args), want);
+    // The environment F2 adds for the shim and the patched loader.
+    let env = run_ok(
+        t,
+        &[
+            name,
+            "sh",
+            "-c",
+            "echo $LD_LIBRARY_REAL; echo $FAKECHROOT_LIBRARY_ORIG",
+        ],
+    );
+    let l: Vec<&str> = env.lines().collect();
+    assert!(
+        l.len() == 2 && l[0] == l[1] && l[0].contains("/ROOT/"),
+        "{env}"
+    );
+    // Setting F2 again patches from ld.so.orig: the same bytes.
+    setup_f2(t, name);
+    assert_eq!(fs::read(&ld).unwrap(), patched);
+    let o = t.ud(&["setup", "--execmode=F1", name]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(fs::read(&ld).unwrap(), orig, "not restored byte for byte");
+    assert!(!backup.exists());
+    assert_eq!(run_ok(t, &args), want);
+}
+
+#[test]
+fn f2_bookworm_patches_and_restores_the_loader() {
+    let (t, id, root) = setup();
+    f2_round_trip(
+        &t,
+        "deb",
+        &id,
+        &root,
+        &[
+            "sh",
+            "-c",
+            "cat /etc/debian_version; perl -e 'print qq(perl\\n)'; cd /usr/lib && pwd",
+        ],
+        &format!(
+            "{}perl\n/usr/lib\n",
+            fs::read_to_string(root.join("etc/debian_version")).unwrap()
+        ),
+    );
+    // In F2 the loader has no host fallback: a library path that misses the container's
+    // directories finds nothing (and never the host's libc).
+    setup_f2(&t, "deb");
+    let o = run(
+        &t,
+        &["deb", "sh", "-c", "LD_LIBRARY_PATH=/nowhere /bin/true"],
+    );
+    assert!(!o.status.success(), "{}", show(&o));
+}
+
+#[test]
+fn f2_musl_reads_ld_library_real() {
+    let Some((t, id, root)) = setup_musl("F1") else {
+        return;
+    };
+    let said = setup_f2(&t, "mus");
+    // musl's loader reads the renamed variable (glibc's compares the name in code).
+    assert!(said.contains("it reads LD_LIBRARY_REAL"), "{said}");
+    // A program that points LD_LIBRARY_PATH elsewhere still gets the container's libraries.
+    assert_eq!(
+        run_ok(
+            &t,
+            &["mus", "sh", "-c", "export LD_LIBRARY_PATH=/nowhere; mhello"]
+        ),
+        "hello from libmhello\n"
+    );
+    // libc's own data (it is the loader) is untouched: only three strings changed.
+    let ld = loader_file(&root);
+    let b = fs::read(&ld).unwrap();
+    assert!(b.windows(20).any(|w| w == b"/usr/share/zoneinfo/"));
+    t.ud_ok(&["setup", "--execmode=F1", "mus"]);
+    f2_round_trip(&t, "mus", &id, &root, &["mhello"], "hello from libmhello\n");
+}
+
+/// A container made from the fixture rootfs SUITE (`import --tocontainer` of a tar of it).
+fn rootfs_container(t: &TestEnv, suite: &str) -> Option<(String, PathBuf)> {
+    let Some(dir) = t.fx.opt(&format!("ROOTFS_{}", suite.to_uppercase())) else {
+        eprintln!(
+            "skipped: no ROOTFS_{} in fixtures.env",
+            suite.to_uppercase()
+        );
+        return None;
+    };
+    let tar = t.home.join(format!("{suite}.tar"));
+    let o = Command::new("tar")
+        .args(["-C", &dir, "-cf"])
+        .arg(&tar)
+        .args([
+            "--exclude=./usr/share/doc",
+            "--exclude=./usr/share/locale",
+            "--exclude=./var/cache",
+            ".",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    // The tar is root's; udocker runs as the test user.
+    fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let id = t
+        .ud_ok(&[
+            "import",
+            "--tocontainer",
+            &format!("--name={suite}"),
+            &tar.to_string_lossy(),
+        ])
+        .trim()
+        .to_string();
+    let _ = fs::remove_file(&tar);
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", suite]).trim());
+    Some((id, root))
+}
+
+fn f2_suite(suite: &str, version_prefix: &str) {
+    let t = TestEnv::new();
+    let Some((id, root)) = rootfs_container(&t, suite) else {
+        return;
+    };
+    let v = fs::read_to_string(root.join("etc/debian_version")).unwrap();
+    assert!(v.starts_with(version_prefix), "{suite}: {v}");
+    f2_round_trip(
+        &t,
+        suite,
+        &id,
+        &root,
+        &["bash", "-c", "cat /etc/debian_version; ls /usr/lib/os-release; cd /etc && /bin/pwd; dpkg-query -W -f='${Package}\\n' bash"],
+        &format!("{v}/usr/lib/os-release\n/etc\nbash\n"),
+    );
+}
+
+#[test]
+fn f2_bullseye_glibc_2_31() {
+    f2_suite("bullseye", "11.");
+}
+
+#[test]
+fn f2_trixie_glibc_2_41() {
+    f2_suite("trixie", "13");
+}
