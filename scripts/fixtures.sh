@@ -174,6 +174,8 @@ install_packages() {
     # The R1/R2/R3 execution modes' runtimes (tests/tests/runc.rs runs both).
     have_cmd runc || need+=(runc)
     have_cmd crun || need+=(crun)
+    # The musl image (build_musl) and the F modes' musl tests: Debian's musl, musl-gcc.
+    have_cmd musl-gcc || need+=(musl-tools musl-dev musl)
     if ((${#need[@]} == 0)); then
         say "packages: all present"
         return
@@ -431,6 +433,50 @@ build_many() {
     say "image many: built ($MANY_LAYERS_COUNT extra layers)"
 }
 
+# A musl container like a minimal Alpine: musl's loader (= libc) at /lib/ld-musl-x86_64.so.1,
+# libc.musl-x86_64.so.1 pointing at it, and every program dynamically linked against it with
+# Debian's musl-gcc: /bin/sh is tests/probe/msh.c (Debian has no musl build of a real shell, and
+# a static busybox would bypass LD_PRELOAD; its applets echo, cat, ls… are links to it, as in
+# busybox), /usr/bin/mhello needs /usr/lib/libmhello.so.1 (a
+# library the loader must find in the container). Rebuilt when msh.c or musl changes.
+build_musl() {
+    local root=$BUILD/tmp/musl-root src=$SCRIPT_DIR/../tests/probe/msh.c libc stamp
+    libc=$(dpkg -L musl | grep -E '/libc\.so$' | head -n 1)
+    stamp="$(sha256sum "$src" | cut -d' ' -f1) $(dpkg-query -W -f='${Version}' musl)"
+    if have_tag musl && [[ $(cat "$BUILD/.musl.stamp" 2>/dev/null) == "$stamp" ]]; then
+        say "image musl: cached"
+        return
+    fi
+    have_tag musl && umoci rm --image "$LAYOUT:musl"
+    rm -rf "$root"
+    mkdir -p "$root"/{bin,etc,lib,tmp,root,proc,sys,dev,home,usr/bin,usr/lib,usr/local/bin,var/tmp}
+    install -m 0755 "$libc" "$root/lib/ld-musl-x86_64.so.1"
+    ln -s ld-musl-x86_64.so.1 "$root/lib/libc.musl-x86_64.so.1"
+    musl-gcc -O2 -o "$root/bin/msh" "$src"
+    for a in sh echo cat ls pwd true false test readlink; do ln -s msh "$root/bin/$a"; done
+    printf 'const char *mhello(void) { return "hello from libmhello"; }\n' >"$BUILD/tmp/mhello-lib.c"
+    printf '#include <stdio.h>\nconst char *mhello(void);\nint main(void) { puts(mhello()); return 0; }\n' \
+        >"$BUILD/tmp/mhello.c"
+    musl-gcc -O2 -shared -fPIC -Wl,-soname,libmhello.so.1 -o "$root/usr/lib/libmhello.so.1" "$BUILD/tmp/mhello-lib.c"
+    musl-gcc -O2 -o "$root/usr/bin/mhello" "$BUILD/tmp/mhello.c" -L"$root/usr/lib" -l:libmhello.so.1
+    rm -f "$BUILD"/tmp/mhello*.c
+    printf 'root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n' >"$root/etc/passwd"
+    printf 'root:x:0:\nnogroup:x:65534:\n' >"$root/etc/group"
+    printf 'NAME="musl fixture"\nID=musl\nVERSION_ID=%s\n' "$(dpkg-query -W -f='${Version}' musl)" >"$root/etc/os-release"
+    chmod 1777 "$root/tmp" "$root/var/tmp"
+    chmod 700 "$root/root"
+    umoci new --image "$LAYOUT:musl-empty"
+    add_layer musl-empty musl-build "$root" "musl rootfs (Debian musl, musl-gcc)" --owner=0 --group=0
+    umoci rm --image "$LAYOUT:musl-empty"
+    umoci config --image "$LAYOUT:musl-build" --no-history --created "$EPOCH" \
+        --architecture amd64 --os linux --author "udocker-rs fixtures" \
+        --config.env PATH=/usr/local/bin:/usr/bin:/bin --config.cmd /bin/sh
+    publish_tag musl
+    echo "$stamp" >"$BUILD/.musl.stamp"
+    rm -rf "$root"
+    say "image musl: built"
+}
+
 build_images() {
     mkdir -p "$BUILD"
     if [[ $(cat "$BUILD/VERSION" 2>/dev/null) != "$BUILD_VERSION" ]]; then
@@ -449,6 +495,7 @@ build_images() {
     build_multiarch
     build_many
     build_debian
+    build_musl
     build_zstd
     rmdir "$BUILD/tmp" 2>/dev/null || true
 }
@@ -716,6 +763,7 @@ push_images() {
     # registry's gzip copy of the same content.
     push "$BUILD/oci-zstd:zstd" plain test/zstd:latest --format oci --preserve-digests
     push many plain test/many:latest --format v2s2
+    push musl plain test/musl:latest --format v2s2
     push busybox basic library/busybox:latest --format v2s2
     push busybox token library/busybox:latest --format v2s2
     push busybox token private/busybox:latest --format v2s2
@@ -778,6 +826,7 @@ write_env() {
     describe ZSTD plain test/zstd:latest
     env_line ZSTD_LAYER_MEDIATYPE "$(jq -r '.layers[0].mediaType' <<<"$R_BODY")"
     describe MANY plain test/many:latest
+    describe MUSL plain test/musl:latest
     describe BASIC_BUSYBOX basic library/busybox:latest
     describe TOKEN_BUSYBOX token library/busybox:latest
     describe TOKEN_PRIVATE_BUSYBOX token private/busybox:latest

@@ -302,7 +302,10 @@ const PROBE_C: &str = r#"
 #define _GNU_SOURCE
 #include <dirent.h>
 #include <fcntl.h>
+#if __has_include(<fts.h>) /* musl has no fts (Alpine's is the separate musl-fts) */
 #include <fts.h>
+#define HAVE_FTS 1
+#endif
 #include <ftw.h>
 #include <glob.h>
 #include <stdio.h>
@@ -377,6 +380,7 @@ int main(int argc, char **argv) {
         printf("rc=%d\n", r);
         r = ftw(c, ftw_cb, 8);
         printf("rc=%d\n", r);
+#ifdef HAVE_FTS
     } else if (!strcmp(w, "fts")) {
         char *roots[] = {(char *)c, 0};
         int opts[] = {FTS_PHYSICAL | FTS_NOCHDIR, FTS_PHYSICAL}, k;
@@ -390,6 +394,7 @@ int main(int argc, char **argv) {
                            k ? "-" : e->fts_accpath, e->fts_level);
             fts_close(t);
         }
+#endif
     } else if (!strcmp(w, "scandir")) {
         struct dirent **nl;
         int i, k = scandir(c, &nl, 0, alphasort);
@@ -403,6 +408,11 @@ int main(int argc, char **argv) {
 
 /// Compile PROBE_C (cached in the target dir) and install it in ROOT.
 fn install_probe(t: &TestEnv, root: &Path) {
+    install_probe_with(t, root, "cc");
+}
+
+/// Compile PROBE_C with `cc` (`cc` for glibc, `musl-gcc` for the musl image) into ROOT.
+fn install_probe_with(t: &TestEnv, root: &Path, cc: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("f1-probe");
     fs::create_dir_all(&dir).unwrap();
     // Tests run in parallel threads of one process: a name per call.
@@ -411,7 +421,7 @@ fn install_probe(t: &TestEnv, root: &Path) {
     let src = dir.join(format!("probe-{}-{n}.c", std::process::id()));
     fs::write(&src, PROBE_C).unwrap();
     let bin = dir.join(format!("probe-{}-{n}", std::process::id()));
-    let o = Command::new("cc")
+    let o = Command::new(cc)
         .args(["-O1", "-U_FORTIFY_SOURCE", "-o"])
         .arg(&bin)
         .arg(&src)
@@ -638,4 +648,399 @@ fn fts_shows_container_paths() {
         ],
         "{out}"
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// musl: the same library file in the musl image (test/musl, built by scripts/fixtures.sh with
+// Debian's musl-gcc: /bin/sh is tests/probe/msh.c, /usr/bin/mhello needs /usr/lib/libmhello.so.1)
+
+/// The musl image in a container `mus` set to MODE, or None (with the reason printed) when the
+/// fixtures have no musl image or musl-gcc is missing.
+fn setup_musl(mode: &str) -> Option<(TestEnv, String, PathBuf)> {
+    let t = TestEnv::new();
+    let Some(img) = t.fx.opt("MUSL_REF") else {
+        eprintln!("skipped: no MUSL_REF in fixtures.env (scripts/fixtures.sh up builds it)");
+        return None;
+    };
+    if Command::new("musl-gcc").arg("--version").output().is_err() {
+        eprintln!("skipped: musl-gcc is not installed (apt-get install musl-tools)");
+        return None;
+    }
+    t.ud_ok(&["pull", &img]);
+    let id = t.ud_ok(&["create", "--name=mus", &img]).trim().to_string();
+    let out = t.ud_ok(&["setup", &format!("--execmode={mode}"), "mus"]);
+    assert!(out.contains(&format!("execmode: {mode}")), "{out}");
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", "mus"]).trim());
+    Some((t, id, root))
+}
+
+#[test]
+fn musl_container_runs_with_the_same_library() {
+    let Some((t, id, root)) = setup_musl("F1") else {
+        return;
+    };
+    let marker = format!("musl-marker-{}\n", std::process::id());
+    t.write_file(&root.join("etc/f1-marker"), marker.as_bytes());
+    assert_eq!(run_ok(&t, &["mus", "cat", "/etc/f1-marker"]), marker);
+    assert_eq!(
+        run_ok(&t, &["mus", "sh", "-c", "cat /etc/os-release"]),
+        fs::read_to_string(root.join("etc/os-release")).unwrap()
+    );
+    // The loader finds the container's own library (LD_LIBRARY_PATH from the container dirs).
+    assert_eq!(run_ok(&t, &["mus", "mhello"]), "hello from libmhello\n");
+    assert_eq!(
+        run_ok(
+            &t,
+            &["mus", "sh", "-c", "cd /usr/lib && pwd && ls /usr/lib"]
+        ),
+        "/usr/lib\nlibmhello.so.1\n"
+    );
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "mus",
+                "sh",
+                "-c",
+                "cd / && cd .. && pwd && cat ../../etc/f1-marker"
+            ]
+        ),
+        format!("/\n{marker}")
+    );
+    assert_eq!(run_ok(&t, &["-w", "/etc", "mus", "pwd"]), "/etc\n");
+    // Programs see their container name, not the loader's (musl's loader takes --argv0).
+    assert_eq!(
+        run_ok(&t, &["mus", "sh", "-c", "readlink /proc/self/exe; echo $0"]),
+        "/bin/msh\n/bin/sh\n"
+    );
+    let o = run(&t, &["mus", "sh", "-c", "mhello && exit 7"]);
+    assert_eq!(o.status.code(), Some(7), "{}", show(&o));
+    // A file written in the container lands in ROOT.
+    run_ok(&t, &["mus", "sh", "-c", "echo w > /tmp/musl-written"]);
+    assert_eq!(
+        fs::read_to_string(root.join("tmp/musl-written")).unwrap(),
+        "w\n"
+    );
+    // The library udocker wrote is the one it writes for glibc containers, and its imports pass
+    // the same check.
+    let so = t.udir.join("containers").join(&id).join("libfakechroot.so");
+    check_imports(&so);
+    let img = t.fx.get("DEBIAN_REF");
+    t.ud_ok(&["pull", &img]);
+    let deb = t.ud_ok(&["create", "--name=deb", &img]).trim().to_string();
+    t.ud_ok(&["setup", "--execmode=F1", "deb"]);
+    run_ok(&t, &["deb", "true"]);
+    let deb_so = t
+        .udir
+        .join("containers")
+        .join(&deb)
+        .join("libfakechroot.so");
+    assert_eq!(fs::read(&so).unwrap(), fs::read(&deb_so).unwrap());
+}
+
+#[test]
+fn musl_libc_calls_stay_inside() {
+    let Some((t, _, root)) = setup_musl("F1") else {
+        return;
+    };
+    install_probe_with(&t, &root, "musl-gcc");
+    let marker = format!("musl-sys-{}\n", std::process::id());
+    t.write_file(&root.join("etc/f1-marker"), marker.as_bytes());
+    let base = fs::canonicalize(&root).unwrap();
+    // The shell that system() and popen() start is the container's (msh through musl's loader
+    // under ROOT): its own maps show the loader mapped from ROOT.
+    let maps = run_ok(
+        &t,
+        &[
+            "mus",
+            "f1probe",
+            "system",
+            "cat /etc/f1-marker /proc/self/maps; exit 3",
+        ],
+    );
+    assert!(maps.starts_with(&marker), "{maps}");
+    assert!(maps.ends_with("rc=3\n"), "{maps}");
+    assert!(
+        maps.contains(&format!("{}/lib/ld-musl-x86_64.so.1", base.display())),
+        "{maps}"
+    );
+    assert_eq!(
+        run_ok(
+            &t,
+            &["mus", "f1probe", "popen", "cat /etc/f1-marker; exit 3"]
+        ),
+        format!("{marker}rc=3\nto-cat\nrc=0\n")
+    );
+    assert_eq!(
+        run_ok(&t, &["mus", "f1probe", "execl"]),
+        "1 2 3 4 5 6 7 8\n"
+    );
+    assert_eq!(
+        run_ok(&t, &["mus", "f1probe", "execlp", "cat /etc/f1-marker"]),
+        marker
+    );
+    assert_eq!(
+        run_ok(&t, &["mus", "f1probe", "execle", "echo $F1VAR"]),
+        "from-execle\n"
+    );
+    let out = run_ok(&t, &["mus", "f1probe", "mktemp"]);
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 5, "{out}");
+    assert!(lines.iter().all(|l| l.starts_with("/var/tmp/f1")), "{out}");
+    assert_eq!(
+        fs::read_to_string(root.join(&lines[0][1..])).unwrap(),
+        "x\n"
+    );
+    assert!(root.join(&lines[1][1..]).is_dir(), "{out}");
+    for f in ["etc/f1-ga", "etc/f1-gb", "etc/f1-sd/x", "etc/f1-sd/y"] {
+        fs::create_dir_all(root.join(f).parent().unwrap()).unwrap();
+        t.write_file(&root.join(f), b"g\n");
+    }
+    assert_eq!(
+        run_ok(&t, &["mus", "f1probe", "glob", "/../../etc/f1-g?"]),
+        "/etc/f1-ga\n/etc/f1-gb\n/etc/f1-sd/x\n/etc/f1-sd/y\nrc=0\n"
+    );
+    assert_eq!(
+        run_ok(&t, &["mus", "f1probe", "scandir", "/etc/f1-sd"]),
+        "x\ny\nn=4\n"
+    );
+    let out = run_ok(&t, &["mus", "f1probe", "nftw", "/etc/f1-sd"]);
+    let mut lines: Vec<&str> = out.lines().collect();
+    lines.sort();
+    assert_eq!(
+        lines,
+        [
+            "ftw /etc/f1-sd",
+            "ftw /etc/f1-sd/x",
+            "ftw /etc/f1-sd/y",
+            "nftw /etc/f1-sd f1-sd 0",
+            "nftw /etc/f1-sd/x x 1",
+            "nftw /etc/f1-sd/y y 1",
+            "rc=0",
+            "rc=0",
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn musl_container_runs_in_p1_too() {
+    let Some((t, _, root)) = setup_musl("P1") else {
+        return;
+    };
+    let marker = format!("musl-p1-{}\n", std::process::id());
+    t.write_file(&root.join("etc/p1-marker"), marker.as_bytes());
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "mus",
+                "sh",
+                "-c",
+                "cat /etc/p1-marker; mhello; cd /usr/lib && pwd; readlink /proc/self/exe"
+            ]
+        ),
+        format!("{marker}hello from libmhello\n/usr/lib\n/bin/msh\n")
+    );
+}
+
+// ---------------------------------------------------------------------------------------------
+// F2: the container's loader patched by loader-patcher (spec/elf-fakechroot.md §7)
+
+/// `setup --execmode=F2 NAME`: its stderr (what the patcher said), asserting success.
+fn setup_f2(t: &TestEnv, name: &str) -> String {
+    let o = t.ud(&["setup", "--execmode=F2", name]);
+    assert!(o.status.success(), "setup F2 failed\n{}", show(&o));
+    assert!(stdout(&o).contains("execmode: F2"), "{}", show(&o));
+    stderr(&o)
+}
+
+/// The host path of the loader file in ROOT (glibc's or musl's, links followed in ROOT).
+fn loader_file(root: &Path) -> PathBuf {
+    for g in [
+        "lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
+        "lib64/ld-linux-x86-64.so.2",
+        "lib/ld-musl-x86_64.so.1",
+    ] {
+        let p = root.join(g);
+        if let Ok(t) = fs::read_link(&p) {
+            let t = t.to_string_lossy().into_owned();
+            let base = fs::canonicalize(root).unwrap();
+            let t = t
+                .strip_prefix(&*base.to_string_lossy())
+                .unwrap_or(&t)
+                .to_string();
+            let next = if t.starts_with('/') {
+                root.join(t.trim_start_matches('/'))
+            } else {
+                p.parent().unwrap().join(t)
+            };
+            if next.is_file() && fs::symlink_metadata(&next).unwrap().is_file() {
+                return next;
+            }
+        } else if p.is_file() {
+            return p;
+        }
+    }
+    panic!("no loader in {}", root.display());
+}
+
+/// Patched on F2, the pristine loader kept, restored byte for byte on leaving F2.
+fn f2_round_trip(t: &TestEnv, name: &str, id: &str, root: &Path, probe: &[&str], want: &str) {
+    let ld = loader_file(root);
+    let orig = fs::read(&ld).unwrap();
+    let said = setup_f2(t, name);
+    assert!(said.contains("patched"), "{said}");
+    let backup = t.udir.join("containers").join(id).join("ld.so.orig");
+    assert_eq!(
+        fs::read(&backup).unwrap(),
+        orig,
+        "ld.so.orig is not the pristine loader"
+    );
+    let patched = fs::read(&ld).unwrap();
+    assert_eq!(patched.len(), orig.len());
+    assert_ne!(patched, orig, "the loader was not patched");
+    let mut args = vec![name];
+    args.extend_from_slice(probe);
+    assert_eq!(run_ok(t, &args), want);
+    // The environment F2 adds for the shim and the patched loader.
+    let env = run_ok(
+        t,
+        &[
+            name,
+            "sh",
+            "-c",
+            "echo $LD_LIBRARY_REAL; echo $FAKECHROOT_LIBRARY_ORIG",
+        ],
+    );
+    let l: Vec<&str> = env.lines().collect();
+    assert!(
+        l.len() == 2 && l[0] == l[1] && l[0].contains("/ROOT/"),
+        "{env}"
+    );
+    // Setting F2 again patches from ld.so.orig: the same bytes.
+    setup_f2(t, name);
+    assert_eq!(fs::read(&ld).unwrap(), patched);
+    let o = t.ud(&["setup", "--execmode=F1", name]);
+    assert!(o.status.success(), "{}", show(&o));
+    assert_eq!(fs::read(&ld).unwrap(), orig, "not restored byte for byte");
+    assert!(!backup.exists());
+    assert_eq!(run_ok(t, &args), want);
+}
+
+#[test]
+fn f2_bookworm_patches_and_restores_the_loader() {
+    let (t, id, root) = setup();
+    f2_round_trip(
+        &t,
+        "deb",
+        &id,
+        &root,
+        &[
+            "sh",
+            "-c",
+            "cat /etc/debian_version; perl -e 'print qq(perl\\n)'; cd /usr/lib && pwd",
+        ],
+        &format!(
+            "{}perl\n/usr/lib\n",
+            fs::read_to_string(root.join("etc/debian_version")).unwrap()
+        ),
+    );
+    // In F2 the loader has no host fallback: a library path that misses the container's
+    // directories finds nothing (and never the host's libc).
+    setup_f2(&t, "deb");
+    let o = run(
+        &t,
+        &["deb", "sh", "-c", "LD_LIBRARY_PATH=/nowhere /bin/true"],
+    );
+    assert!(!o.status.success(), "{}", show(&o));
+}
+
+#[test]
+fn f2_musl_reads_ld_library_real() {
+    let Some((t, id, root)) = setup_musl("F1") else {
+        return;
+    };
+    let said = setup_f2(&t, "mus");
+    // musl's loader reads the renamed variable (glibc's compares the name in code).
+    assert!(said.contains("it reads LD_LIBRARY_REAL"), "{said}");
+    // A program that points LD_LIBRARY_PATH elsewhere still gets the container's libraries.
+    assert_eq!(
+        run_ok(
+            &t,
+            &["mus", "sh", "-c", "export LD_LIBRARY_PATH=/nowhere; mhello"]
+        ),
+        "hello from libmhello\n"
+    );
+    // libc's own data (it is the loader) is untouched: only three strings changed.
+    let ld = loader_file(&root);
+    let b = fs::read(&ld).unwrap();
+    assert!(b.windows(20).any(|w| w == b"/usr/share/zoneinfo/"));
+    t.ud_ok(&["setup", "--execmode=F1", "mus"]);
+    f2_round_trip(&t, "mus", &id, &root, &["mhello"], "hello from libmhello\n");
+}
+
+/// A container made from the fixture rootfs SUITE (`import --tocontainer` of a tar of it).
+fn rootfs_container(t: &TestEnv, suite: &str) -> Option<(String, PathBuf)> {
+    let Some(dir) = t.fx.opt(&format!("ROOTFS_{}", suite.to_uppercase())) else {
+        eprintln!(
+            "skipped: no ROOTFS_{} in fixtures.env",
+            suite.to_uppercase()
+        );
+        return None;
+    };
+    let tar = t.home.join(format!("{suite}.tar"));
+    let o = Command::new("tar")
+        .args(["-C", &dir, "-cf"])
+        .arg(&tar)
+        .args([
+            "--exclude=./usr/share/doc",
+            "--exclude=./usr/share/locale",
+            "--exclude=./var/cache",
+            ".",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    // The tar is root's; udocker runs as the test user.
+    fs::set_permissions(&tar, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+    let id = t
+        .ud_ok(&[
+            "import",
+            "--tocontainer",
+            &format!("--name={suite}"),
+            &tar.to_string_lossy(),
+        ])
+        .trim()
+        .to_string();
+    let _ = fs::remove_file(&tar);
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", suite]).trim());
+    Some((id, root))
+}
+
+fn f2_suite(suite: &str, version_prefix: &str) {
+    let t = TestEnv::new();
+    let Some((id, root)) = rootfs_container(&t, suite) else {
+        return;
+    };
+    let v = fs::read_to_string(root.join("etc/debian_version")).unwrap();
+    assert!(v.starts_with(version_prefix), "{suite}: {v}");
+    f2_round_trip(
+        &t,
+        suite,
+        &id,
+        &root,
+        &["bash", "-c", "cat /etc/debian_version; ls /usr/lib/os-release; cd /etc && /bin/pwd; dpkg-query -W -f='${Package}\\n' bash"],
+        &format!("{v}/usr/lib/os-release\n/etc\nbash\n"),
+    );
+}
+
+#[test]
+fn f2_bullseye_glibc_2_31() {
+    f2_suite("bullseye", "11.");
+}
+
+#[test]
+fn f2_trixie_glibc_2_41() {
+    f2_suite("trixie", "13");
 }

@@ -228,10 +228,28 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
         let old_f = c
             .exec_mode()
             .is_some_and(|o| o.to_ascii_uppercase().starts_with('F'));
+        let old_f2 = c.exec_mode().is_some_and(|o| o.eq_ignore_ascii_case("F2"));
+        let f2 = new == crate::engine::ExecMode::F2;
+        let touches_loader = (f2 && (!old_f2 || p.has("--force"))) || (old_f2 && !f2);
+        if (new.is_fakechroot() != old_f || touches_loader) && c.protected() {
+            return Err(Fail::new(format!("container is protected: {}", c.id)));
+        }
+        // Leaving F2 (§5 "→ P/R/S/F1 from F2-F4"): the pristine loader back first.
+        if old_f2
+            && !f2
+            && crate::engine::fakechroot::restore_loader(&c.root(), &c.dir)
+                .map_err(|e| Fail::new(e.to_string()))?
+        {
+            crate::info!("setup: loader restored from ld.so.orig");
+        }
+        // Entering F2 (or --force): patch the loader; a loader that cannot be patched leaves the
+        // mode as it was.
+        if f2 && (!old_f2 || p.has("--force")) {
+            let msg = crate::engine::fakechroot::patch_loader(&c.root(), &c.dir)
+                .map_err(|e| Fail::new(e.to_string()))?;
+            crate::info!("{msg}");
+        }
         if new.is_fakechroot() != old_f {
-            if c.protected() {
-                return Err(Fail::new(format!("container is protected: {}", c.id)));
-            }
             let n = crate::engine::fakechroot::convert_links(&c.root(), new.is_fakechroot())
                 .map_err(|e| Fail::new(e.to_string()))?;
             crate::debug!("setup: {n} symlink(s) converted");

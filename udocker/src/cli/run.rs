@@ -509,7 +509,12 @@ fn start(
             engine::runc::execute(&plan, &target.state_dir, verbose)
         }
         ExecMode::S1 => engine::singularity::execute(&plan, verbose),
-        ExecMode::F1 => engine::fakechroot::execute(&plan, &target.state_dir, verbose),
+        ExecMode::F1 | ExecMode::F2 => engine::fakechroot::execute(
+            &plan,
+            &target.state_dir,
+            verbose,
+            target.mode == ExecMode::F2,
+        ),
     }
     .map_err(fail)?;
     Ok(status.clamp(0, 255) as u8)

@@ -7,8 +7,14 @@
 //! (scripts: `<ld.so> <host interpreter> [arg] <script> args`), with `--argv0` when the loader
 //! knows it (glibc >= 2.33), so that programs see the name they were called by.
 //!
-//! Not yet here: F2–F4 (loader patching, ELF patching), musl containers, `UDOCKER_FAKECHROOT_SO`
-//! selection by distribution.
+//! F2 is F1 with the container's loader patched in place by `loader-patcher` (`setup
+//! --execmode=F2`, or the first F2 run): it no longer reads the host's ld.so.cache or default
+//! library directories, and `LD_LIBRARY_REAL` carries the container directories as well as
+//! `LD_LIBRARY_PATH` (§5: `FAKECHROOT_LIBRARY_ORIG=L LD_LIBRARY_REAL=L`). The pristine loader is
+//! kept as `<container dir>/ld.so.orig` and copied back when the container leaves F2.
+//!
+//! Not yet here: F3/F4 (ELF patching of every binary), `UDOCKER_FAKECHROOT_SO` selection by
+//! distribution.
 
 use super::{io_err, EngineError, Origin, Plan};
 use std::collections::BTreeMap;
@@ -23,12 +29,14 @@ use tracer::path::RealFs;
 /// The shim, as built for this binary's architecture (empty where F modes are not supported).
 pub static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libpreload.so"));
 
-/// The guest paths where the x86_64 glibc loader lives, in order of preference.
+/// The guest paths where the x86_64 loader lives, in order of preference: glibc's, then musl's
+/// (which is musl's libc itself; Alpine and Debian's `musl` package put it there).
 const LOADERS: &[&str] = &[
     "/lib64/ld-linux-x86-64.so.2",
     "/lib/x86_64-linux-gnu/ld-linux-x86-64.so.2",
     "/usr/lib64/ld-linux-x86-64.so.2",
     "/lib/ld-linux-x86-64.so.2",
+    "/lib/ld-musl-x86_64.so.1",
 ];
 
 /// The container library directories that come first in LD_PRELOAD's search (upstream's
@@ -39,6 +47,7 @@ const LIB_DIRS: &[&str] = &[
     "/lib64",
     "/usr/lib64",
     "/lib",
+    "/usr/local/lib",
     "/usr/lib",
 ];
 
@@ -67,9 +76,17 @@ fn resolve(tr: &tracer::path::Translator, guest: &str) -> Option<(String, PathBu
     ))
 }
 
-/// Directories listed in the container's `/etc/ld.so.conf.d/*.conf` (absolute lines only).
+/// Directories listed in the container's `/etc/ld.so.conf.d/*.conf` (absolute lines only) and
+/// in musl's `/etc/ld-musl-x86_64.path` (`:` or newline separated). musl's loader would read the
+/// latter from the *host* (its own file access is not interposed), so it is passed explicitly.
 fn ld_so_conf_dirs(root: &Path) -> Vec<String> {
-    let mut out = Vec::new();
+    let mut out: Vec<String> = fs::read_to_string(root.join("etc/ld-musl-x86_64.path"))
+        .unwrap_or_default()
+        .split([':', '\n'])
+        .map(str::trim)
+        .filter(|l| l.starts_with('/'))
+        .map(str::to_string)
+        .collect();
     let Ok(rd) = fs::read_dir(root.join("etc/ld.so.conf.d")) else {
         return out;
     };
@@ -188,13 +205,15 @@ pub fn launch(
     Ok(Launch { file, argv: out })
 }
 
-/// The environment of an F1 run: the plan's, plus what the shim reads.
+/// The environment of an F1/F2 run: the plan's, plus what the shim (and in F2 the patched
+/// loader) reads.
 pub fn environment(
     plan: &Plan,
     root: &Path,
     library: &Path,
     loader: &Path,
     argv0_opt: bool,
+    f2: bool,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let tr = super::translator(root, &plan.volumes);
@@ -225,19 +244,7 @@ pub fn environment(
     }
     // Most specific first, as upstream sorts them (by container path, descending).
     map.sort_by(|a, b| b.1.cmp(&a.1));
-    let mut libdirs: Vec<String> = Vec::new();
-    let guest_dirs = LIB_DIRS
-        .iter()
-        .map(|d| d.to_string())
-        .chain(ld_so_conf_dirs(root));
-    for d in guest_dirs {
-        if let Some((_, h)) = resolve(&tr, &d) {
-            let h = s(&h);
-            if Path::new(&h).is_dir() && !libdirs.contains(&h) {
-                libdirs.push(h);
-            }
-        }
-    }
+    let libdirs = container_lib_dirs(&tr, root);
     env.insert("FAKECHROOT_BASE".into(), s(root));
     env.insert("LD_PRELOAD".into(), s(library));
     env.insert("FAKECHROOT_ELFLOADER".into(), s(loader));
@@ -245,6 +252,10 @@ pub fn environment(
         env.insert("FAKECHROOT_ELFLOADER_OPT_ARGV0".into(), "--argv0".into());
     }
     env.insert("LD_LIBRARY_PATH".into(), libdirs.join(":"));
+    if f2 {
+        env.insert("FAKECHROOT_LIBRARY_ORIG".into(), libdirs.join(":"));
+        env.insert("LD_LIBRARY_REAL".into(), libdirs.join(":"));
+    }
     if !exclude.is_empty() {
         env.insert("FAKECHROOT_EXCLUDE_PATH".into(), exclude.join(":"));
     }
@@ -256,25 +267,139 @@ pub fn environment(
     env
 }
 
-/// Does this glibc loader take `--argv0` (glibc >= 2.33)?
+/// Does this loader take `--argv0`? glibc >= 2.33 has the literal option; musl's loader (1.2.2
+/// and later) compares the option name after the dashes, next to `library-path` and `preload`.
 fn loader_has_argv0(loader: &Path) -> bool {
-    fs::read(loader).is_ok_and(|b| b.windows(8).any(|w| w == b"--argv0\0"))
+    let Ok(b) = fs::read(loader) else {
+        return false;
+    };
+    let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+    has(b"--argv0\0") || (has(b"\0library-path\0") && has(b"\0argv0\0"))
 }
 
-/// Run the plan in F1; returns the exit status (128+N for death by signal N).
-pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, EngineError> {
-    let root = fs::canonicalize(&plan.root).map_err(io_err("resolving", &plan.root))?;
-    let tr = super::translator(&root, &plan.volumes);
-    let loader = LOADERS
+/// The container's loader: `(guest path, host path of the file it resolves to inside ROOT)`.
+fn find_loader(tr: &tracer::path::Translator) -> Result<(String, PathBuf), EngineError> {
+    LOADERS
         .iter()
-        .find_map(|g| resolve(&tr, g).filter(|(_, h)| h.is_file()))
-        .map(|(_, h)| h)
+        .find_map(|g| resolve(tr, g).filter(|(_, h)| h.is_file()).map(|(_, h)| (g.to_string(), h)))
         .ok_or_else(|| {
             EngineError::Unavailable(
-                "execution mode F1: no glibc x86_64 loader (ld-linux-x86-64.so.2) in the container"
+                "execution modes F1/F2: no x86_64 loader (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1) in the container"
                     .into(),
             )
-        })?;
+        })
+}
+
+/// The host paths of the container's library directories (the list of `environment`).
+fn container_lib_dirs(tr: &tracer::path::Translator, root: &Path) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for d in LIB_DIRS
+        .iter()
+        .map(|d| d.to_string())
+        .chain(ld_so_conf_dirs(root))
+    {
+        if let Some((_, h)) = resolve(tr, &d) {
+            let h = h.to_string_lossy().into_owned();
+            if Path::new(&h).is_dir() && !out.contains(&h) {
+                out.push(h);
+            }
+        }
+    }
+    out
+}
+
+/// A container program that shows whether the patched loader reads `LD_LIBRARY_REAL`
+/// (`loader_patcher::is_probe_target`): the first one in the usual directories.
+fn probe_target(root: &Path) -> Option<PathBuf> {
+    for d in ["bin", "usr/bin", "sbin", "usr/sbin"] {
+        let Ok(rd) = fs::read_dir(root.join(d)) else {
+            continue;
+        };
+        let mut names: Vec<PathBuf> = rd.flatten().map(|e| e.path()).collect();
+        names.sort();
+        for p in names.into_iter().take(400) {
+            let Ok(m) = fs::symlink_metadata(&p) else {
+                continue;
+            };
+            // Regular files of sane size only (the bytes are the container's: hostile).
+            if !m.is_file() || m.len() > 64 << 20 {
+                continue;
+            }
+            if fs::read(&p).is_ok_and(|b| loader_patcher::is_probe_target(&b)) {
+                return Some(p);
+            }
+        }
+    }
+    None
+}
+
+/// `setup --execmode=F2` (and the first F2 run): patch the container's loader in place, keeping
+/// `ld.so.orig` in the container directory, then probe whether the rename took effect. Returns
+/// what to tell the user; an error leaves the loader as it was.
+pub fn patch_loader(root: &Path, state_dir: &Path) -> Result<String, EngineError> {
+    let root = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let tr = super::translator(&root, &[]);
+    let (guest, host) = find_loader(&tr)?;
+    let backup = state_dir.join(loader_patcher::BACKUP_NAME);
+    let report = loader_patcher::patch_file(&host, &backup).map_err(|e| {
+        EngineError::Unavailable(format!(
+            "execution mode F2: patching the loader {guest}: {e}"
+        ))
+    })?;
+    let mut msg = format!(
+        "F2: loader {guest} patched ({:?}, {} strings): no host ld.so.cache or default library directories",
+        report.flavor,
+        report.changes.len()
+    );
+    let dirs = container_lib_dirs(&tr, &root).join(":");
+    let rename = match probe_target(&root) {
+        None => "rename of LD_LIBRARY_PATH not checked (no program in the container needs a library)".to_string(),
+        Some(t) => match loader_patcher::probe_rename(&host, &t, &dirs) {
+            Ok(loader_patcher::RenameEffect::Effective) => "it reads LD_LIBRARY_REAL, not LD_LIBRARY_PATH".into(),
+            Ok(loader_patcher::RenameEffect::Ineffective { .. }) if !report.renamed => {
+                "LD_LIBRARY_PATH not found in it: it still reads LD_LIBRARY_PATH".into()
+            }
+            // glibc compares the name in code (spec §7): the renamed string is not what it
+            // reads. Not an error: udocker sets both variables to the container directories.
+            Ok(loader_patcher::RenameEffect::Ineffective { .. }) => {
+                "the LD_LIBRARY_REAL rename has no effect on this loader: it still reads LD_LIBRARY_PATH".into()
+            }
+            Err(e) => format!("rename not checked: {e}"),
+        },
+    };
+    msg.push_str("; ");
+    msg.push_str(&rename);
+    Ok(msg)
+}
+
+/// Leaving F2: the pristine loader back from `ld.so.orig`, byte for byte. False when the
+/// container was never patched.
+pub fn restore_loader(root: &Path, state_dir: &Path) -> Result<bool, EngineError> {
+    let root = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let tr = super::translator(&root, &[]);
+    let backup = state_dir.join(loader_patcher::BACKUP_NAME);
+    if !backup.exists() {
+        return Ok(false);
+    }
+    let (guest, host) = find_loader(&tr)?;
+    loader_patcher::restore_file(&host, &backup)
+        .map_err(|e| EngineError::Unavailable(format!("restoring the loader {guest}: {e}")))?;
+    fs::remove_file(&backup).map_err(io_err("removing", &backup))?;
+    Ok(true)
+}
+
+/// Run the plan in F1 or F2; returns the exit status (128+N for death by signal N).
+pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8, f2: bool) -> Result<i32, EngineError> {
+    let root = fs::canonicalize(&plan.root).map_err(io_err("resolving", &plan.root))?;
+    let tr = super::translator(&root, &plan.volumes);
+    if f2 && !state_dir.join(loader_patcher::BACKUP_NAME).exists() {
+        // F2 chosen without setup (e.g. --execmode on run, or an old container): patch now.
+        let m = patch_loader(&root, state_dir)?;
+        if verbose > 0 {
+            crate::info!("{m}");
+        }
+    }
+    let (_, loader) = find_loader(&tr)?;
     let library = install_library(state_dir)?;
     let argv0_opt = loader_has_argv0(&loader);
     // F modes run as the host user: there is no fake identity without a tracer (upstream maps
@@ -282,12 +407,12 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
     let me = nix::unistd::getuid().as_raw();
     if plan.user.entry.uid != me && !plan.user.is_root() {
         crate::warn!(
-            "execution mode F1 runs as the host user (uid {me}), not as uid {}",
+            "execution modes F1/F2 run as the host user (uid {me}), not as uid {}",
             plan.user.entry.uid
         );
     }
     let mut warnings = Vec::new();
-    let env = environment(plan, &root, &library, &loader, argv0_opt, &mut warnings);
+    let env = environment(plan, &root, &library, &loader, argv0_opt, f2, &mut warnings);
     for w in warnings {
         crate::warn!("{w}");
     }

@@ -121,10 +121,13 @@ pub enum ExecMode {
     S1,
     /// The fakechroot shim (LD_PRELOAD) through the container's own loader (fakechroot.rs).
     F1,
+    /// F1 with the container's loader patched (`loader-patcher`): no host cache or default
+    /// library directories, `LD_LIBRARY_REAL` for `LD_LIBRARY_PATH`.
+    F2,
 }
 
 impl ExecMode {
-    /// `P1`/`P2`/`R1`/`R2`/`R3`/`S1`/`F1` (any case); the other modes of upstream's list (F2-F4) are
+    /// `P1`/`P2`/`R1`/`R2`/`R3`/`S1`/`F1`/`F2` (any case); the other modes of upstream's list (F3, F4) are
     /// known but not available.
     pub fn parse(s: &str) -> Result<ExecMode, EngineError> {
         let m = s.trim().to_ascii_uppercase();
@@ -136,6 +139,7 @@ impl ExecMode {
             "R3" => Ok(ExecMode::R3),
             "S1" => Ok(ExecMode::S1),
             "F1" => Ok(ExecMode::F1),
+            "F2" => Ok(ExecMode::F2),
             _ if crate::container::EXEC_MODES.contains(&m.as_str()) => {
                 Err(EngineError::ModeNotAvailable(m))
             }
@@ -152,6 +156,7 @@ impl ExecMode {
             ExecMode::R3 => "R3",
             ExecMode::S1 => "S1",
             ExecMode::F1 => "F1",
+            ExecMode::F2 => "F2",
         }
     }
 
@@ -160,9 +165,9 @@ impl ExecMode {
         matches!(self, ExecMode::R1 | ExecMode::R2 | ExecMode::R3)
     }
 
-    /// F1 (later F2-F4): the fakechroot shim.
+    /// F1, F2 (later F3, F4): the fakechroot shim.
     pub fn is_fakechroot(self) -> bool {
-        matches!(self, ExecMode::F1)
+        matches!(self, ExecMode::F1 | ExecMode::F2)
     }
 }
 
