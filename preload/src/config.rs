@@ -24,6 +24,9 @@ pub const PRESERVED: &[&[u8]] = &[
     b"LD_LIBRARY_PATH",
     b"LD_LIBRARY_REAL",
     b"LD_PRELOAD",
+    b"FAKECHROOT_PATCH_PATCHELF",
+    b"FAKECHROOT_PATCH_ELFLOADER",
+    b"FAKECHROOT_PATCH_LAST_TIME",
 ];
 
 const ENV_MAX: usize = 32 * 1024;
@@ -39,6 +42,8 @@ pub struct Config {
     loader_len: usize,
     argv0_opt: [u8; 64],
     argv0_opt_len: usize,
+    patcher: [u8; PATH_MAX],
+    patcher_len: usize,
     pub debug: bool,
     /// `K=V\0K=V\0…` of the preserved variables that were set.
     env: [u8; ENV_MAX],
@@ -60,6 +65,8 @@ static CFG: Cell = Cell(UnsafeCell::new(Config {
     loader_len: 0,
     argv0_opt: [0; 64],
     argv0_opt_len: 0,
+    patcher: [0; PATH_MAX],
+    patcher_len: 0,
     debug: false,
     env: [0; ENV_MAX],
     env_len: 0,
@@ -95,6 +102,7 @@ fn load(c: &mut Config) {
     c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
     c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
     c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
+    c.patcher_len = copy_into(&mut c.patcher, var(b"FAKECHROOT_PATCH_PATCHELF"));
     c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
     let mut n = 0;
     for k in PRESERVED {
@@ -150,6 +158,16 @@ impl Config {
     /// `FAKECHROOT_ELFLOADER_OPT_ARGV0` (`--argv0`), NUL-terminated, when set.
     pub fn argv0_opt(&self) -> Option<&[u8]> {
         (self.argv0_opt_len > 0).then(|| &self.argv0_opt[..=self.argv0_opt_len])
+    }
+
+    /// `FAKECHROOT_PATCH_PATCHELF` (F4: the host patcher), NUL-terminated, when set.
+    pub fn patcher(&self) -> Option<&[u8]> {
+        (self.patcher_len > 0).then(|| &self.patcher[..=self.patcher_len])
+    }
+
+    /// `FAKECHROOT_BASE`, NUL-terminated (empty when unset).
+    pub fn base_c(&self) -> &[u8] {
+        &self.base[..=self.base_len]
     }
 
     /// The captured `K=V` strings, each NUL-terminated.

@@ -203,6 +203,39 @@ pub fn elf_is_dynamic(hdr: &[u8]) -> Option<bool> {
     Some(false)
 }
 
+/// The `PT_INTERP` string of a 64-bit little-endian ELF header, when its program header and the
+/// string both lie within `hdr` (the first bytes of the file; ELF(5): p_offset at +8, p_filesz
+/// at +32 of a 56-byte Elf64_Phdr). The string is returned without its NUL.
+pub fn elf_interp(hdr: &[u8]) -> Option<&[u8]> {
+    if hdr.len() < 64 || &hdr[..4] != b"\x7fELF" || hdr[4] != 2 || hdr[5] != 1 {
+        return None;
+    }
+    let u16at = |o: usize| u16::from_le_bytes([hdr[o], hdr[o + 1]]) as usize;
+    let u64at = |o: usize| -> Option<usize> {
+        let b = hdr.get(o..o.checked_add(8)?)?;
+        let mut a = [0u8; 8];
+        a.copy_from_slice(b);
+        usize::try_from(u64::from_le_bytes(a)).ok()
+    };
+    let phoff = u64at(32)?;
+    let (phentsize, phnum) = (u16at(54), u16at(56));
+    if phentsize < 56 {
+        return None;
+    }
+    for i in 0..phnum {
+        let o = phoff.checked_add(i.checked_mul(phentsize)?)?;
+        let ty = hdr.get(o..o.checked_add(4)?)?;
+        if u32::from_le_bytes([ty[0], ty[1], ty[2], ty[3]]) != 3 {
+            continue;
+        }
+        let (off, size) = (u64at(o + 8)?, u64at(o + 32)?);
+        let s = hdr.get(off..off.checked_add(size)?)?;
+        let end = s.iter().position(|&b| b == 0).unwrap_or(s.len());
+        return Some(&s[..end]);
+    }
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -1044,3 +1044,137 @@ fn f2_bullseye_glibc_2_31() {
 fn f2_trixie_glibc_2_41() {
     f2_suite("trixie", "13");
 }
+
+// ---------------------------------------------------------------------------------------------
+// F3/F4: every ELF of the container re-rooted under ROOT
+// ---------------------------------------------------------------------------------------------
+
+fn interp(p: &Path) -> String {
+    tool("patchelf", &["--print-interpreter"], p)
+        .trim()
+        .to_string()
+}
+
+/// Real programs in F3: no loader on any command line (the kernel starts the re-rooted
+/// program with the container's loader), libraries from the container.
+fn f3_programs_run(t: &TestEnv, name: &str, root: &Path) {
+    let out = run_ok(
+        t,
+        &[
+            name,
+            "bash",
+            "-c",
+            "tr '\\0' ' ' < /proc/$$/cmdline; echo; grep -c \"$FAKECHROOT_BASE\" /proc/$$/maps >/dev/null && echo maps-inside; \
+             perl -e 'print qq(perl ok\\n)'; dpkg-query -W -f='${Package}\\n' bash; ls /etc/debian_version; echo ${FAKECHROOT_ELFLOADER:-no-elfloader}",
+        ],
+    );
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains("bash -c") && !lines[0].contains("ld-linux"),
+        "{out}"
+    );
+    assert_eq!(
+        &lines[1..],
+        &[
+            "maps-inside",
+            "perl ok",
+            "bash",
+            "/etc/debian_version",
+            "no-elfloader"
+        ],
+        "{out}"
+    );
+    let real = fs::canonicalize(root).unwrap();
+    let i = interp(&root.join("bin/bash"));
+    assert!(
+        i.starts_with(&format!("{}//", real.display())) && i.contains("ld-linux-x86-64.so.2"),
+        "{i}"
+    );
+}
+
+#[test]
+fn f3_f4_bookworm_patch_run_new_programs_and_restore() {
+    let (t, _id, root) = setup();
+    let bash = root.join("bin/bash");
+    let before = interp(&bash);
+    let out = t.ud_ok(&["setup", "--execmode=F3", "deb"]);
+    assert!(out.contains("execmode: F3"), "{out}");
+    f3_programs_run(&t, "deb", &root);
+    // Scripts and static programs are left alone; a second setup changes nothing.
+    let after = fs::read(&bash).unwrap();
+    t.ud_ok(&["setup", "--execmode=F3", "deb"]);
+    assert!(
+        fs::read(&bash).unwrap() == after,
+        "a second F3 setup rewrote bash"
+    );
+
+    // F4: programs that appear after setup are re-rooted before their first run, both when
+    // udocker starts them and when a container program execs them (the shim).
+    t.ud_ok(&["setup", "--execmode=F4", "deb"]);
+    let src = t.home.join("hello.c");
+    fs::write(
+        &src,
+        "#include <stdio.h>\nint main(int c, char **v) { printf(\"hello %s\\n\", v[0]); return 0; }\n",
+    )
+    .unwrap();
+    for n in ["h1", "h2"] {
+        let exe = root.join("usr/local/bin").join(n);
+        let o = Command::new("gcc")
+            .arg("-O2")
+            .arg("-o")
+            .arg(&exe)
+            .arg(&src)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", show(&o));
+        if let Some((u, g)) = t.user {
+            chown(&exe, u, g);
+        }
+        assert_eq!(interp(&exe), "/lib64/ld-linux-x86-64.so.2");
+    }
+    assert_eq!(
+        run_ok(&t, &["deb", "/usr/local/bin/h1"]),
+        "hello /usr/local/bin/h1\n"
+    );
+    assert_eq!(
+        run_ok(&t, &["deb", "sh", "-c", "h2 && /usr/local/bin/h2"]),
+        "hello h2\nhello /usr/local/bin/h2\n"
+    );
+    let real = fs::canonicalize(&root).unwrap();
+    for n in ["h1", "h2"] {
+        let i = interp(&root.join("usr/local/bin").join(n));
+        assert!(i.starts_with(&format!("{}//", real.display())), "{n}: {i}");
+    }
+
+    // Back to P1: every program names its own loader again (the strings as they were; a file
+    // that had to grow keeps its new layout, as with upstream's patcher).
+    t.ud_ok(&["setup", "--execmode=P1", "deb"]);
+    assert_eq!(interp(&bash), before, "bash restored");
+    assert_eq!(
+        interp(&root.join("usr/local/bin/h2")),
+        "/lib64/ld-linux-x86-64.so.2"
+    );
+    assert_eq!(
+        run_ok(&t, &["deb", "sh", "-c", "id -u; h2"]),
+        "0\nhello h2\n"
+    );
+}
+
+fn f3_suite(suite: &str) {
+    let t = TestEnv::new();
+    let Some((_id, root)) = rootfs_container(&t, suite) else {
+        return;
+    };
+    t.ud_ok(&["setup", "--execmode=F3", suite]);
+    f3_programs_run(&t, suite, &root);
+}
+
+#[test]
+fn f3_bullseye_glibc_2_31() {
+    f3_suite("bullseye");
+}
+
+#[test]
+fn f3_trixie_glibc_2_41() {
+    f3_suite("trixie");
+}

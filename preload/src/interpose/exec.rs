@@ -77,9 +77,22 @@ pub(super) unsafe fn prepare(
     // SAFETY: the caller's path.
     let hp = unsafe { xlat(b"execve", AT_FDCWD, file, host) }?;
     let mut hdr = [0u8; 1024];
-    let n = raw::read_head(hp.cast(), &mut hdr);
+    let mut n = raw::read_head(hp.cast(), &mut hdr);
     if n < 0 {
         return Err(-n as c_int);
+    }
+    // F4: a program made after setup (compiled, installed) still names the host's loader:
+    // re-root it first (spec §3: the patcher runs with an empty environment), then read it again.
+    if let Some(patcher) = cfg.patcher() {
+        let base = cfg.base_c();
+        let stale = path::elf_interp(&hdr[..n as usize])
+            .is_some_and(|i| !i.starts_with(&base[..base.len() - 1]));
+        if stale && run_patcher(patcher, base, hp) {
+            n = raw::read_head(hp.cast(), &mut hdr);
+            if n < 0 {
+                return Err(-n as c_int);
+            }
+        }
     }
     let hdr = &hdr[..n as usize];
     // SAFETY: `hp` is NUL-terminated; X_OK = 1.
@@ -191,6 +204,62 @@ pub(super) unsafe fn prepare(
     }
     img.envp = ev.finish();
     Ok(img)
+}
+
+/// `PATCHER -q --set-root-prefix BASE FILE` (all NUL-terminated host strings) in a child with
+/// an empty environment (no LD_PRELOAD in the patcher); true when it exited 0. Raw fork, execve
+/// and wait4, so it is safe in a vfork child too.
+fn run_patcher(patcher: &[u8], base: &[u8], file: *const c_char) -> bool {
+    let argv: [*const c_char; 6] = [
+        c"patchelf".as_ptr(),
+        c"-q".as_ptr(),
+        c"--set-root-prefix".as_ptr(),
+        base.as_ptr().cast(),
+        file,
+        core::ptr::null(),
+    ];
+    let envp: [*const c_char; 1] = [core::ptr::null()];
+    // SAFETY: fork takes no arguments; the child only calls execve and exit_group.
+    let pid = unsafe { raw::syscall(raw::SYS_FORK, 0, 0, 0, 0) };
+    if pid < 0 {
+        return false;
+    }
+    if pid == 0 {
+        // SAFETY: NUL-terminated strings and NULL-terminated vectors that live on this stack.
+        unsafe {
+            raw::syscall(
+                raw::SYS_EXECVE,
+                patcher.as_ptr() as usize,
+                argv.as_ptr() as usize,
+                envp.as_ptr() as usize,
+                0,
+            );
+            loop {
+                raw::syscall(raw::SYS_EXIT_GROUP, 127, 0, 0, 0);
+            }
+        }
+    }
+    let mut status: i32 = 0;
+    loop {
+        // SAFETY: `status` is a valid int; options 0, no rusage.
+        let r = unsafe {
+            raw::syscall(
+                raw::SYS_WAIT4,
+                pid as usize,
+                &mut status as *mut i32 as usize,
+                0,
+                0,
+            )
+        };
+        if r == pid {
+            // WIFEXITED && WEXITSTATUS == 0 (wait(2)).
+            return status & 0x7f == 0 && (status >> 8) & 0xff == 0;
+        }
+        if r != -4 {
+            // Anything but EINTR: the status is lost.
+            return false;
+        }
+    }
 }
 
 /// execve of a guest program: returns only on failure (-1, errno set).

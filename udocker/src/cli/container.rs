@@ -219,8 +219,7 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
     let repo = ctx.repo()?;
     let c = find(&repo, &p.args[0])?;
     if let Some(m) = p.get("--execmode") {
-        // Only the engines this version has (P1, P2, R1, R2, R3, S1) can be chosen. The R and S
-        // engines bind files instead of changing the container (no FileBind): switching
+        // The R and S engines bind files instead of changing the container (no FileBind): switching
         // between them and P is just the choice of engine.
         let new = crate::engine::ExecMode::parse(m).map_err(|e| Fail::new(e.to_string()))?;
         // Fakechroot modes need ROOT's absolute symlinks to point into ROOT (the kernel
@@ -228,25 +227,44 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
         let old_f = c
             .exec_mode()
             .is_some_and(|o| o.to_ascii_uppercase().starts_with('F'));
-        let old_f2 = c.exec_mode().is_some_and(|o| o.eq_ignore_ascii_case("F2"));
-        let f2 = new == crate::engine::ExecMode::F2;
-        let touches_loader = (f2 && (!old_f2 || p.has("--force"))) || (old_f2 && !f2);
-        if (new.is_fakechroot() != old_f || touches_loader) && c.protected() {
+        let old = c
+            .exec_mode()
+            .and_then(|o| crate::engine::ExecMode::parse(&o).ok());
+        let force = p.has("--force");
+        let old_ld = old.is_some_and(|o| o.patches_loader());
+        let old_bins = old.is_some_and(|o| o.patches_binaries());
+        let patch_ld = new.patches_loader() && (!old_ld || force);
+        let patch_bins = new.patches_binaries() && (!old_bins || force);
+        let touches = patch_ld
+            || patch_bins
+            || (old_ld && !new.patches_loader())
+            || (old_bins && !new.patches_binaries());
+        if (new.is_fakechroot() != old_f || touches) && c.protected() {
             return Err(Fail::new(format!("container is protected: {}", c.id)));
         }
-        // Leaving F2 (§5 "→ P/R/S/F1 from F2-F4"): the pristine loader back first.
-        if old_f2
-            && !f2
-            && crate::engine::fakechroot::restore_loader(&c.root(), &c.dir)
-                .map_err(|e| Fail::new(e.to_string()))?
+        let eng = |e: crate::engine::EngineError| Fail::new(e.to_string());
+        // Leaving F3/F4: every ELF back to its own paths; leaving F2-F4 for P/R/S/F1: the
+        // pristine loader back (§5 "→ P/R/S/F1 from F2-F4").
+        if old_bins
+            && !new.patches_binaries()
+            && crate::engine::fakechroot::restore_binaries(&c.root(), &c.dir).map_err(eng)?
+        {
+            crate::info!("setup: programs restored (root prefix removed)");
+        }
+        if old_ld
+            && !new.patches_loader()
+            && crate::engine::fakechroot::restore_loader(&c.root(), &c.dir).map_err(eng)?
         {
             crate::info!("setup: loader restored from ld.so.orig");
         }
-        // Entering F2 (or --force): patch the loader; a loader that cannot be patched leaves the
-        // mode as it was.
-        if f2 && (!old_f2 || p.has("--force")) {
-            let msg = crate::engine::fakechroot::patch_loader(&c.root(), &c.dir)
-                .map_err(|e| Fail::new(e.to_string()))?;
+        // Entering F2-F4 (or --force): patch the loader; a loader that cannot be patched leaves
+        // the mode as it was. F3/F4 then re-root every program.
+        if patch_ld {
+            let msg = crate::engine::fakechroot::patch_loader(&c.root(), &c.dir).map_err(eng)?;
+            crate::info!("{msg}");
+        }
+        if patch_bins {
+            let msg = crate::engine::fakechroot::patch_binaries(&c.root(), &c.dir).map_err(eng)?;
             crate::info!("{msg}");
         }
         if new.is_fakechroot() != old_f {

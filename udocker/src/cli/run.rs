@@ -509,12 +509,9 @@ fn start(
             engine::runc::execute(&plan, &target.state_dir, verbose)
         }
         ExecMode::S1 => engine::singularity::execute(&plan, verbose),
-        ExecMode::F1 | ExecMode::F2 => engine::fakechroot::execute(
-            &plan,
-            &target.state_dir,
-            verbose,
-            target.mode == ExecMode::F2,
-        ),
+        ExecMode::F1 | ExecMode::F2 | ExecMode::F3 | ExecMode::F4 => {
+            engine::fakechroot::execute(&plan, &target.state_dir, verbose)
+        }
     }
     .map_err(fail)?;
     Ok(status.clamp(0, 255) as u8)

@@ -13,10 +13,14 @@
 //! `LD_LIBRARY_PATH` (§5: `FAKECHROOT_LIBRARY_ORIG=L LD_LIBRARY_REAL=L`). The pristine loader is
 //! kept as `<container dir>/ld.so.orig` and copied back when the container leaves F2.
 //!
-//! Not yet here: F3/F4 (ELF patching of every binary), `UDOCKER_FAKECHROOT_SO` selection by
-//! distribution.
+//! F3/F4 (`elfmode.rs`) are F2 with every ELF of the container re-rooted (`ROOT//lib64/ld…`
+//! as PT_INTERP, ROOT-prefixed run paths): programs start with the container's loader by
+//! themselves, so no loader is put on the command line; F4 also has the shim re-root programs
+//! made while the container runs, with this binary as the patcher.
+//!
+//! Not yet here: `UDOCKER_FAKECHROOT_SO` selection by distribution (one library fits all).
 
-use super::{io_err, EngineError, Origin, Plan};
+use super::{io_err, EngineError, ExecMode, Origin, Plan};
 use std::collections::BTreeMap;
 use std::fs;
 use std::io::Read;
@@ -157,7 +161,7 @@ fn head(p: &Path) -> Vec<u8> {
 /// through its interpreter.
 pub fn launch(
     tr: &tracer::path::Translator,
-    loader: &Path,
+    loader: Option<&Path>,
     argv0_opt: bool,
     argv: &[String],
 ) -> Result<Launch, EngineError> {
@@ -165,33 +169,35 @@ pub fn launch(
     let (_, host) = resolve(tr, prog).ok_or_else(|| EngineError::CommandNotFound(prog.clone()))?;
     let hb = head(&host);
     let mut out: Vec<Vec<u8>> = Vec::new();
-    let via_loader = |out: &mut Vec<Vec<u8>>, name: &str| {
+    let via_loader = |out: &mut Vec<Vec<u8>>, name: &str, loader: &Path| {
         out.push(loader.as_os_str().as_bytes().to_vec());
         if argv0_opt {
             out.push(b"--argv0".to_vec());
             out.push(name.as_bytes().to_vec());
         }
     };
-    let file = match elf_dynamic(&hb) {
-        Some(true) => {
-            via_loader(&mut out, prog);
+    let file = match (elf_dynamic(&hb), loader) {
+        (Some(true), Some(loader)) => {
+            via_loader(&mut out, prog, loader);
             out.push(host.as_os_str().as_bytes().to_vec());
             loader.to_path_buf()
         }
-        Some(false) => {
+        // F3/F4: the program names the container's loader itself (re-rooted PT_INTERP).
+        (Some(_), _) => {
             out.push(prog.as_bytes().to_vec());
             host
         }
-        None => {
+        (None, _) => {
             let (interp, arg) =
                 shebang(&hb).ok_or_else(|| EngineError::NotExecutable(prog.clone()))?;
             let (_, hi) =
                 resolve(tr, &interp).ok_or_else(|| EngineError::CommandNotFound(interp.clone()))?;
-            let file = if elf_dynamic(&head(&hi)) == Some(true) {
-                via_loader(&mut out, &interp);
-                loader.to_path_buf()
-            } else {
-                hi.clone()
+            let file = match loader {
+                Some(loader) if elf_dynamic(&head(&hi)) == Some(true) => {
+                    via_loader(&mut out, &interp, loader);
+                    loader.to_path_buf()
+                }
+                _ => hi.clone(),
             };
             out.push(hi.as_os_str().as_bytes().to_vec());
             if let Some(a) = arg {
@@ -213,7 +219,8 @@ pub fn environment(
     library: &Path,
     loader: &Path,
     argv0_opt: bool,
-    f2: bool,
+    mode: ExecMode,
+    state_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
     let tr = super::translator(root, &plan.volumes);
@@ -247,12 +254,30 @@ pub fn environment(
     let libdirs = container_lib_dirs(&tr, root);
     env.insert("FAKECHROOT_BASE".into(), s(root));
     env.insert("LD_PRELOAD".into(), s(library));
-    env.insert("FAKECHROOT_ELFLOADER".into(), s(loader));
-    if argv0_opt {
-        env.insert("FAKECHROOT_ELFLOADER_OPT_ARGV0".into(), "--argv0".into());
+    // F3/F4 programs name the container's loader themselves (upstream: "F3 = F2 without
+    // ELFLOADER"); the shim then execs them directly.
+    if !mode.patches_binaries() {
+        env.insert("FAKECHROOT_ELFLOADER".into(), s(loader));
+        if argv0_opt {
+            env.insert("FAKECHROOT_ELFLOADER_OPT_ARGV0".into(), "--argv0".into());
+        }
+    }
+    if mode == ExecMode::F4 {
+        // The shim re-roots an ELF the container made (compiled, installed) before its first
+        // exec, with this very binary as the patcher (`patchelf` by argv[0]).
+        if let Ok(me) = std::env::current_exe() {
+            env.insert("FAKECHROOT_PATCH_PATCHELF".into(), s(&me));
+        }
+        env.insert("FAKECHROOT_PATCH_ELFLOADER".into(), s(loader));
+        env.insert(
+            "FAKECHROOT_PATCH_LAST_TIME".into(),
+            super::elfmode::recorded_time(state_dir)
+                .unwrap_or(0)
+                .to_string(),
+        );
     }
     env.insert("LD_LIBRARY_PATH".into(), libdirs.join(":"));
-    if f2 {
+    if mode.patches_loader() {
         env.insert("FAKECHROOT_LIBRARY_ORIG".into(), libdirs.join(":"));
         env.insert("LD_LIBRARY_REAL".into(), libdirs.join(":"));
     }
@@ -388,15 +413,120 @@ pub fn restore_loader(root: &Path, state_dir: &Path) -> Result<bool, EngineError
     Ok(true)
 }
 
+/// `setup --execmode=F3|F4` (and the first such run): re-root every ELF of the container under
+/// its real path. A container patched for another place (moved, copied) is first restored
+/// with the old prefix. Returns what to tell the user.
+pub fn patch_binaries(root: &Path, state_dir: &Path) -> Result<String, EngineError> {
+    use super::elfmode::{self, Direction};
+    let root = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let prefix = root.to_string_lossy().into_owned();
+    let mut restored = 0;
+    if let Some(old) = elfmode::recorded_prefix(state_dir).filter(|p| *p != prefix) {
+        restored = elfmode::walk(&root, &old, Direction::Restore).changed;
+    }
+    let started = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let st = elfmode::walk(&root, &prefix, Direction::Patch);
+    // The check upstream makes: a program of the container now names `ROOT//<ld.so>`, a file
+    // the kernel can open on the host (the loader's own symlinks point into ROOT in F modes).
+    let tr = super::translator(&root, &[]);
+    find_loader(&tr)?;
+    let named = ["bin/sh", "usr/bin/env", "bin/ls"].iter().find_map(|p| {
+        let (_, h) = resolve(&tr, &format!("/{p}"))?;
+        elfpatch::Elf::parse(fs::read(h).ok()?)
+            .ok()?
+            .interpreter()
+            .ok()?
+    });
+    if let Some(i) = &named {
+        if !i.starts_with(&format!("{prefix}/")) || !Path::new(i).is_file() {
+            return Err(EngineError::Unavailable(format!(
+                "execution mode F3/F4: the container's programs name {i}, which is not a loader inside {prefix}"
+            )));
+        }
+    }
+    elfmode::record(state_dir, started).map_err(io_err("writing patch records in", state_dir))?;
+    let mut msg = format!(
+        "F3/F4: {} of {} ELF files re-rooted under {prefix}",
+        st.changed, st.elf
+    );
+    if restored > 0 {
+        msg.push_str(&format!(" ({restored} restored from the old place first)"));
+    }
+    if !st.failed.is_empty() {
+        msg.push_str(&format!(
+            "; {} left as they were (first: {}: {})",
+            st.failed.len(),
+            st.failed[0].0.display(),
+            st.failed[0].1
+        ));
+    }
+    Ok(msg)
+}
+
+/// A dynamic ELF whose interpreter is not under `prefix` (made after F3/F4 setup).
+fn is_stale_elf(host: &Path, prefix: &str) -> bool {
+    let hb = head(host);
+    if elf_dynamic(&hb) != Some(true) {
+        return false;
+    }
+    fs::read(host)
+        .ok()
+        .and_then(|b| elfpatch::Elf::parse(b).ok())
+        .and_then(|e| e.interpreter().ok().flatten())
+        .is_some_and(|i| !i.starts_with(prefix))
+}
+
+/// Leaving F3/F4: strip exactly the recorded prefix from every ELF. False when nothing was
+/// recorded.
+pub fn restore_binaries(root: &Path, state_dir: &Path) -> Result<bool, EngineError> {
+    use super::elfmode::{self, Direction};
+    let Some(old) = elfmode::recorded_prefix(state_dir) else {
+        return Ok(false);
+    };
+    let st = elfmode::walk(root, &old, Direction::Restore);
+    if let Some((f, e)) = st.failed.first() {
+        return Err(EngineError::Unavailable(format!(
+            "restoring {}: {e} ({} file(s) not restored)",
+            f.display(),
+            st.failed.len()
+        )));
+    }
+    elfmode::unrecord(state_dir);
+    Ok(true)
+}
+
 /// Run the plan in F1 or F2; returns the exit status (128+N for death by signal N).
-pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8, f2: bool) -> Result<i32, EngineError> {
+pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, EngineError> {
+    let mode = plan.mode;
     let root = fs::canonicalize(&plan.root).map_err(io_err("resolving", &plan.root))?;
     let tr = super::translator(&root, &plan.volumes);
-    if f2 && !state_dir.join(loader_patcher::BACKUP_NAME).exists() {
-        // F2 chosen without setup (e.g. --execmode on run, or an old container): patch now.
+    if mode.patches_loader() && !state_dir.join(loader_patcher::BACKUP_NAME).exists() {
+        // F2-F4 chosen without setup (e.g. --execmode on run, or an old container): patch now.
         let m = patch_loader(&root, state_dir)?;
         if verbose > 0 {
             crate::info!("{m}");
+        }
+    }
+    if mode.patches_binaries() {
+        let want = root.to_string_lossy().into_owned();
+        match super::elfmode::recorded_prefix(state_dir) {
+            None => {
+                let m = patch_binaries(&root, state_dir)?;
+                if verbose > 0 {
+                    crate::info!("{m}");
+                }
+            }
+            // Moved or copied since setup: its programs name the old place (upstream's
+            // "container path mismatch"). Re-patching is a write to every binary: leave it
+            // to the user.
+            Some(p) if p != want => crate::warn!(
+                "container path mismatch: its programs were patched for {p}; run `udocker setup --execmode={} --force` on it",
+                mode.as_str()
+            ),
+            Some(_) => {}
         }
     }
     let (_, loader) = find_loader(&tr)?;
@@ -412,11 +542,37 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8, f2: bool) -> Result<i
         );
     }
     let mut warnings = Vec::new();
-    let env = environment(plan, &root, &library, &loader, argv0_opt, f2, &mut warnings);
+    let env = environment(
+        plan,
+        &root,
+        &library,
+        &loader,
+        argv0_opt,
+        mode,
+        state_dir,
+        &mut warnings,
+    );
     for w in warnings {
         crate::warn!("{w}");
     }
-    let l = launch(&tr, &loader, argv0_opt, &plan.argv)?;
+    if mode == ExecMode::F4 {
+        // The first program is started by us, not by the shim: re-root it the same way when it
+        // was made after setup.
+        if let Some((_, host)) = resolve(&tr, &plan.argv[0]) {
+            let prefix = root.to_string_lossy().into_owned();
+            if is_stale_elf(&host, &prefix) {
+                if let Err(e) = elfpatch::patch_file(&host, |e| e.set_root_prefix(&prefix)) {
+                    crate::warn!("F4: re-rooting {}: {e}", plan.argv[0]);
+                }
+            }
+        }
+    }
+    let l = launch(
+        &tr,
+        (!mode.patches_binaries()).then_some(loader.as_path()),
+        argv0_opt,
+        &plan.argv,
+    )?;
     let (_, cwd) =
         resolve(&tr, &plan.cwd).ok_or_else(|| EngineError::InvalidWorkdir(plan.cwd.clone()))?;
     if verbose > 1 {

@@ -124,11 +124,16 @@ pub enum ExecMode {
     /// F1 with the container's loader patched (`loader-patcher`): no host cache or default
     /// library directories, `LD_LIBRARY_REAL` for `LD_LIBRARY_PATH`.
     F2,
+    /// F2 with every ELF of the container re-rooted (`elfmode.rs`): the kernel starts programs
+    /// with the container's loader, no loader on the command line.
+    F3,
+    /// F3, and programs created while the container runs are re-rooted before their first
+    /// exec (the shim runs our patcher).
+    F4,
 }
 
 impl ExecMode {
-    /// `P1`/`P2`/`R1`/`R2`/`R3`/`S1`/`F1`/`F2` (any case); the other modes of upstream's list (F3, F4) are
-    /// known but not available.
+    /// `P1`/`P2`/`R1`/`R2`/`R3`/`S1`/`F1`-`F4` (any case).
     pub fn parse(s: &str) -> Result<ExecMode, EngineError> {
         let m = s.trim().to_ascii_uppercase();
         match m.as_str() {
@@ -140,6 +145,8 @@ impl ExecMode {
             "S1" => Ok(ExecMode::S1),
             "F1" => Ok(ExecMode::F1),
             "F2" => Ok(ExecMode::F2),
+            "F3" => Ok(ExecMode::F3),
+            "F4" => Ok(ExecMode::F4),
             _ if crate::container::EXEC_MODES.contains(&m.as_str()) => {
                 Err(EngineError::ModeNotAvailable(m))
             }
@@ -157,6 +164,8 @@ impl ExecMode {
             ExecMode::S1 => "S1",
             ExecMode::F1 => "F1",
             ExecMode::F2 => "F2",
+            ExecMode::F3 => "F3",
+            ExecMode::F4 => "F4",
         }
     }
 
@@ -165,9 +174,22 @@ impl ExecMode {
         matches!(self, ExecMode::R1 | ExecMode::R2 | ExecMode::R3)
     }
 
-    /// F1, F2 (later F3, F4): the fakechroot shim.
+    /// F1-F4: the fakechroot shim.
     pub fn is_fakechroot(self) -> bool {
-        matches!(self, ExecMode::F1 | ExecMode::F2)
+        matches!(
+            self,
+            ExecMode::F1 | ExecMode::F2 | ExecMode::F3 | ExecMode::F4
+        )
+    }
+
+    /// F2-F4: the container's loader is patched.
+    pub fn patches_loader(self) -> bool {
+        matches!(self, ExecMode::F2 | ExecMode::F3 | ExecMode::F4)
+    }
+
+    /// F3/F4: every ELF of the container is re-rooted.
+    pub fn patches_binaries(self) -> bool {
+        matches!(self, ExecMode::F3 | ExecMode::F4)
     }
 }
 
