@@ -50,7 +50,10 @@ impl Elf {
         // left behind would point a section (and its segment) past the end of the file.
         for &i in &self.new_sections {
             let s = &self.shdrs[i];
-            if s.sh_offset.checked_add(s.sh_size).is_none_or(|e| e > self.data.len() as u64) {
+            if s.sh_offset
+                .checked_add(s.sh_size)
+                .is_none_or(|e| e > self.data.len() as u64)
+            {
                 return Err(Error::unsupported(
                     "internal layout error: added section was not placed",
                 ));

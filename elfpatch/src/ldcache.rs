@@ -143,6 +143,9 @@ pub(crate) fn decode_note(class: Class, note: &[u8]) -> Option<&[u8]> {
     Some(&note[desc_start..desc_end])
 }
 
+/// Raw DT_NEEDED names and the effective run path.
+type NeededAndRunPath = (Vec<Vec<u8>>, Option<Vec<u8>>);
+
 /// What [`Elf::build_resolution_cache`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CacheOutcome {
@@ -156,7 +159,7 @@ pub enum CacheOutcome {
 
 impl Elf {
     /// Raw DT_NEEDED names and the effective run path (DT_RUNPATH wins over DT_RPATH, as in the loader).
-    fn needed_and_run_path(&self) -> Result<(Vec<Vec<u8>>, Option<Vec<u8>>)> {
+    fn needed_and_run_path(&self) -> Result<NeededAndRunPath> {
         let tab = self.dynstr()?;
         let mut needed = Vec::new();
         let (mut runpath, mut rpath) = (None, None);
@@ -313,9 +316,9 @@ impl Elf {
         let off = u32::try_from(grown.len())
             .map_err(|_| Error::malformed("section name table too large"))?;
         grown.extend_from_slice(&key);
-        if self.replaced.contains_key(&si) {
+        if let Some(pending) = self.replaced.get_mut(&si) {
             // Already being moved by this run: grow the pending copy instead.
-            self.replaced.insert(si, grown);
+            *pending = grown;
             return Ok(off);
         }
         let at = self.data.len() as u64;
@@ -345,7 +348,10 @@ impl Elf {
         let sh = self.shdrs[idx].clone();
         let (off, size) = (sh.sh_offset, sh.sh_size);
         if sh.sh_type != SHT_NOBITS && !self.new_sections.contains(&idx) {
-            if let Some(end) = off.checked_add(size).filter(|&e| e <= self.data.len() as u64) {
+            if let Some(end) = off
+                .checked_add(size)
+                .filter(|&e| e <= self.data.len() as u64)
+            {
                 self.data[off as usize..end as usize].fill(0);
             }
         }
@@ -415,9 +421,13 @@ impl Elf {
             .collect();
         // The table shrinks in place; clear the entry it no longer covers.
         let shsz = self.class.shdr_size();
-        let n = u16::try_from(self.shdrs.len()).map_err(|_| Error::unsupported("too many sections"))?;
+        let n =
+            u16::try_from(self.shdrs.len()).map_err(|_| Error::unsupported("too many sections"))?;
         let dead = self.ehdr.e_shoff + u64::from(n) * shsz;
-        if let Some(end) = dead.checked_add(shsz).filter(|&e| e <= self.data.len() as u64) {
+        if let Some(end) = dead
+            .checked_add(shsz)
+            .filter(|&e| e <= self.data.len() as u64)
+        {
             self.data[dead as usize..end as usize].fill(0);
         }
         self.ehdr.e_shnum = n;
@@ -442,4 +452,305 @@ fn desc_pairs(desc: &[u8]) -> Vec<(&[u8], &[u8])> {
 
 fn to_usize(v: u64) -> Result<usize> {
     usize::try_from(v).map_err(|_| Error::unsupported("file would become too large"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::RpathOp;
+    use std::collections::BTreeSet;
+
+    fn host(path: &str) -> Option<Elf> {
+        match std::fs::read(path) {
+            Ok(d) => Some(Elf::parse(d).expect("host ELF parses")),
+            Err(_) => {
+                eprintln!("skipped: {path} missing");
+                None
+            }
+        }
+    }
+
+    /// A file system holding exactly `files` (libraries) and `dirs` (glibc-hwcaps directories).
+    fn fake<'a>(files: &'a [&'a str], dirs: &'a [&'a str]) -> impl Fn(&Path, bool) -> bool + 'a {
+        move |p: &Path, want_file: bool| {
+            let p = p.to_string_lossy();
+            if want_file {
+                files.contains(&p.as_ref())
+            } else {
+                dirs.contains(&p.as_ref())
+            }
+        }
+    }
+
+    fn v(names: &[&str]) -> Vec<Vec<u8>> {
+        names.iter().map(|n| n.as_bytes().to_vec()).collect()
+    }
+
+    #[test]
+    fn descriptor_format_and_hints() {
+        let probe = fake(
+            &[
+                "/a/libfoo.so",
+                "/b/libbar.so",
+                "/b/libfoo.so",
+                "/h/libfoo.so",
+            ],
+            &["/h/glibc-hwcaps"],
+        );
+        let needed = v(&[
+            "libfoo.so",
+            "libbar.so",
+            "/abs/libx.so",
+            "libfoo.so",
+            "libnone.so",
+        ]);
+        let d = descriptor(&needed, b"/a::$ORIGIN/lib:/b:/h", &probe).unwrap();
+        let want: &[u8] = b"libbar.so\0?$ORIGIN/lib:=/b/libbar.so:?/h\0\
+libfoo.so\0=/a/libfoo.so:?$ORIGIN/lib:=/b/libfoo.so:?/h\0\
+libnone.so\0?$ORIGIN/lib:?/h\0\0";
+        assert_eq!(
+            String::from_utf8_lossy(&d),
+            String::from_utf8_lossy(want),
+            "sorted pairs, run-path order within a pair, hints for tokens and hwcaps"
+        );
+        // Nothing found and no hints: no descriptor.
+        assert_eq!(descriptor(&needed, b"/empty:", &probe), None);
+        // Only path-named libraries: nothing is searched.
+        assert_eq!(descriptor(&v(&["/abs/libx.so"]), b"$ORIGIN", &probe), None);
+    }
+
+    #[test]
+    fn note_round_trip_and_hostile_notes() {
+        for class in [
+            Class {
+                is64: true,
+                big_endian: false,
+            },
+            Class {
+                is64: false,
+                big_endian: true,
+            },
+        ] {
+            let desc = b"libfoo.so\0=/a/libfoo.so\0\0";
+            let n = encode_note(class, desc).unwrap();
+            assert_eq!(n.len() % 4, 0);
+            assert_eq!(n.len(), 12 + 8 + round_up(desc.len() as u64, 4) as usize);
+            assert_eq!(decode_note(class, &n), Some(&desc[..]));
+            // Truncated anywhere: never read past the end.
+            for k in 0..n.len() - 3 {
+                assert_eq!(decode_note(class, &n[..k]), None, "truncated to {k}");
+            }
+            let mut bad = n.clone();
+            class.put_u32(&mut bad, 8, 1).unwrap(); // another type
+            assert_eq!(decode_note(class, &bad), None);
+            let mut bad = n.clone();
+            bad[12] = b'G'; // another owner
+            assert_eq!(decode_note(class, &bad), None);
+            let mut bad = n.clone();
+            class.put_u32(&mut bad, 4, u32::MAX).unwrap(); // descsz past the end
+            assert_eq!(decode_note(class, &bad), None);
+            let mut bad = n;
+            class.put_u32(&mut bad, 0, u32::MAX).unwrap(); // namesz past the end
+            assert_eq!(decode_note(class, &bad), None);
+        }
+    }
+
+    /// The note section, its PT_NOTE and the PT_LOAD that maps it, as the loader will see them.
+    fn check_placed(e: &Elf, desc: &[u8]) {
+        let i = e.section_index(LDCACHE_SECTION).expect("note section");
+        let s = &e.shdrs[i];
+        assert_eq!(s.sh_type, SHT_NOTE);
+        assert_ne!(s.sh_flags & SHF_ALLOC, 0);
+        assert_eq!(s.sh_offset % 4, 0);
+        let notes: Vec<&Phdr> = e
+            .phdrs
+            .iter()
+            .filter(|p| p.p_type == PT_NOTE && p.p_offset == s.sh_offset)
+            .collect();
+        assert_eq!(notes.len(), 1, "exactly one PT_NOTE covers the note");
+        assert_eq!(notes[0].p_filesz, s.sh_size);
+        assert_eq!(notes[0].p_vaddr, s.sh_addr);
+        let load = e
+            .phdrs
+            .iter()
+            .find(|p| {
+                p.p_type == PT_LOAD
+                    && p.p_offset <= s.sh_offset
+                    && s.sh_offset + s.sh_size <= p.p_offset + p.p_filesz
+            })
+            .expect("a PT_LOAD maps the note");
+        assert_eq!(load.p_vaddr + (s.sh_offset - load.p_offset), s.sh_addr);
+        assert_eq!(decode_note(e.class, e.section_data(i).unwrap()), Some(desc));
+    }
+
+    #[test]
+    fn build_is_idempotent_and_edits_drop_it() {
+        let Some(mut e) = host("/bin/true") else {
+            return;
+        };
+        let probe = fake(&["/opt/a/libc.so.6"], &[]);
+        e.modify_rpath(&RpathOp::Set("/opt/a".into()), false)
+            .unwrap();
+        e.finish().unwrap();
+        let mut e = Elf::parse(e.into_bytes()).unwrap();
+        assert_eq!(
+            e.build_resolution_cache_with(&probe).unwrap(),
+            CacheOutcome::Built
+        );
+        e.finish().unwrap();
+        assert!(e.is_changed());
+        let built = e.into_bytes();
+        let mut e = Elf::parse(built.clone()).unwrap();
+        let desc = b"libc.so.6\0=/opt/a/libc.so.6\0\0";
+        check_placed(&e, desc);
+
+        // Again: nothing to do, bytes untouched.
+        assert_eq!(
+            e.build_resolution_cache_with(&probe).unwrap(),
+            CacheOutcome::UpToDate
+        );
+        e.finish().unwrap();
+        assert!(!e.is_changed());
+        assert!(e.bytes() == &built[..]);
+
+        // A different resolution with the note present: refused.
+        let other = fake(
+            &["/opt/a/libc.so.6", "/opt/a/other"],
+            &["/opt/a/glibc-hwcaps"],
+        );
+        let err = e.build_resolution_cache_with(&other).unwrap_err();
+        assert!(err.to_string().contains("already present"), "{err}");
+
+        // Run path edits, needed edits: the note, its PT_NOTE and its bytes go.
+        type Edit = fn(&mut Elf) -> Result<()>;
+        let edits: &[(&str, Edit)] = &[
+            ("set-rpath", |e| {
+                e.modify_rpath(&RpathOp::Set("/opt/b".into()), false)
+            }),
+            ("add-rpath", |e| {
+                e.modify_rpath(&RpathOp::Add("/opt/b".into()), false)
+            }),
+            ("remove-rpath", |e| e.modify_rpath(&RpathOp::Remove, false)),
+            ("add-needed", |e| {
+                e.add_needed(&BTreeSet::from(["libx.so".to_string()]))
+            }),
+            ("remove-needed", |e| {
+                e.remove_needed(&BTreeSet::from(["libc.so.6".to_string()]))
+            }),
+            ("replace-needed", |e| {
+                e.replace_needed(&[("libc.so.6".into(), "libc-other.so".into())])
+            }),
+        ];
+        let old = Elf::parse(built.clone()).unwrap();
+        let oi = old.section_index(LDCACHE_SECTION).unwrap();
+        let (ooff, osize) = (old.shdrs[oi].sh_offset, old.shdrs[oi].sh_size);
+        for (what, edit) in edits {
+            let mut e = Elf::parse(built.clone()).unwrap();
+            edit(&mut e).unwrap();
+            e.finish().unwrap();
+            let e = Elf::parse(e.into_bytes()).unwrap();
+            assert_eq!(e.section_index(LDCACHE_SECTION), None, "{what}");
+            assert!(
+                !e.phdrs
+                    .iter()
+                    .any(|p| p.p_type == PT_NOTE && p.p_offset == ooff),
+                "{what}: PT_NOTE left behind"
+            );
+            assert_eq!(e.shdrs.len(), old.shdrs.len() - 1, "{what}");
+            assert!(
+                e.data[ooff as usize..(ooff + osize) as usize]
+                    .iter()
+                    .all(|&b| b == 0)
+                    || e.data[ooff as usize..(ooff + osize) as usize]
+                        .iter()
+                        .all(|&b| b == b'Z'),
+                "{what}: old note bytes survive"
+            );
+        }
+        // No-op edits keep it.
+        let keep: &[(&str, Edit)] = &[
+            ("same rpath", |e| {
+                e.modify_rpath(&RpathOp::Set("/opt/a".into()), false)
+            }),
+            ("remove absent", |e| {
+                e.remove_needed(&BTreeSet::from(["libabsent.so".to_string()]))
+            }),
+            ("replace absent", |e| {
+                e.replace_needed(&[("libabsent.so".into(), "x.so".into())])
+            }),
+        ];
+        for (what, edit) in keep {
+            let mut e = Elf::parse(built.clone()).unwrap();
+            edit(&mut e).unwrap();
+            e.finish().unwrap();
+            let e = Elf::parse(e.into_bytes()).unwrap();
+            check_placed(&e, desc);
+            assert!(!what.is_empty());
+        }
+
+        // Rebuilding after a run-path change resolves against the new run path.
+        let mut e = Elf::parse(built).unwrap();
+        e.modify_rpath(&RpathOp::Set("/opt/b:$ORIGIN/../lib".into()), false)
+            .unwrap();
+        let probe_b = fake(&["/opt/b/libc.so.6"], &[]);
+        assert_eq!(
+            e.build_resolution_cache_with(&probe_b).unwrap(),
+            CacheOutcome::Built
+        );
+        e.finish().unwrap();
+        let e = Elf::parse(e.into_bytes()).unwrap();
+        check_placed(&e, b"libc.so.6\0=/opt/b/libc.so.6:?$ORIGIN/../lib\0\0");
+        assert_eq!(e.rpath().unwrap().as_deref(), Some("/opt/b:$ORIGIN/../lib"));
+    }
+
+    #[test]
+    fn nothing_to_resolve_warns_or_fails_on_a_stale_note() {
+        let Some(mut e) = host("/bin/true") else {
+            return;
+        };
+        e.modify_rpath(&RpathOp::Remove, false).unwrap();
+        assert_eq!(
+            e.build_resolution_cache_with(&fake(&[], &[])).unwrap(),
+            CacheOutcome::Skipped
+        );
+        let w = e.take_warnings();
+        assert!(w[0].contains("no DT_NEEDED entries or run path"), "{w:?}");
+        // A foreign, unparseable section under our name counts as a stale note.
+        let i = e.section_index(".note.ABI-tag").unwrap();
+        e.shdrs[i].name = LDCACHE_SECTION.into();
+        let err = e.build_resolution_cache_with(&fake(&[], &[])).unwrap_err();
+        assert!(err.to_string().contains("already present"), "{err}");
+    }
+
+    #[test]
+    fn removing_a_middle_section_renumbers_references() {
+        let Some(mut e) = host("/usr/lib/x86_64-linux-gnu/libz.so.1") else {
+            return;
+        };
+        let names = |e: &Elf| e.shdrs.iter().map(|s| s.name.clone()).collect::<Vec<_>>();
+        // Symbol -> name of its section, for the defined dynamic symbols.
+        let sym_secs = |e: &Elf| -> Vec<String> {
+            let ds = e.section_index(".dynsym").unwrap();
+            let d = e.section_data(ds).unwrap();
+            d.chunks_exact(24)
+                .map(|s| u16::from_le_bytes([s[6], s[7]]))
+                .filter(|&n| n != 0 && n < 0xff00)
+                .map(|n| e.shdrs[usize::from(n)].name.clone())
+                .collect()
+        };
+        let before_syms = sym_secs(&e);
+        assert!(!before_syms.is_empty());
+        let mut before = names(&e);
+        let victim = e.section_index(".gnu.hash").unwrap();
+        e.shdrs[victim].name = LDCACHE_SECTION.into();
+        assert!(e.drop_resolution_cache().unwrap());
+        e.finish().unwrap();
+        let e = Elf::parse(e.into_bytes()).unwrap();
+        before.remove(victim);
+        assert_eq!(names(&e), before);
+        assert_eq!(sym_secs(&e), before_syms);
+        let ds = e.section_index(".dynsym").unwrap();
+        assert_eq!(e.shdrs[e.shdrs[ds].sh_link as usize].name, ".dynstr");
+        assert_eq!(e.shdrs[usize::from(e.ehdr.e_shstrndx)].name, ".shstrtab");
+    }
 }
