@@ -42,6 +42,7 @@ struct Plan {
     no_default_lib: bool,
     add_debug_tag: bool,
     rename_symbols: Option<Vec<(String, String)>>,
+    build_resolution_cache: bool,
     no_clobber: bool,
     set_root_prefix: Option<String>,
     restore_root_prefix: Option<String>,
@@ -80,6 +81,11 @@ fn usage() -> String {
   [--print-execstack]\t\tPrints whether the object requests an executable stack\n\
   [--clear-execstack]\n\
   [--set-execstack]\n\
+  [--build-resolution-cache]\tRecord in an allocated '.note.nixos.ldcache' note (owner NixOS, with a PT_NOTE) where\n\
+  \t\t\t\teach DT_NEEDED library resolves against the run path: '=PATH' for a file found now, '?DIR' for\n\
+  \t\t\t\ta directory with $ORIGIN-style tokens or glibc-hwcaps. Re-running is a no-op; a different note\n\
+  \t\t\t\talready present is an error. Changing the run path or the needed list drops the note.\n\
+  \t\t\t\tNot with --force-rpath.\n\
   [--rename-dynamic-symbols NAME_MAP_FILE]\tRenames dynamic symbols. The map file should contain two symbols (old_name new_name) per line\n\
   [--no-clobber-old-sections]\tDo not fill the old copies of moved sections\n\
   [--set-root-prefix ROOT]\t(udocker) prefix interpreter, run path and absolute needed with ROOT/\n\
@@ -209,11 +215,7 @@ fn parse(args: &[String]) -> Result<Parsed> {
             "--restore-root-prefix" => p.restore_root_prefix = Some(resolve(next!())?),
             "--help" | "-h" => return Ok(Parsed::Help),
             "--version" => return Ok(Parsed::Version),
-            "--build-resolution-cache" => {
-                return Err(Error::unsupported(
-                    "--build-resolution-cache is not supported",
-                ))
-            }
+            "--build-resolution-cache" => p.build_resolution_cache = true,
             _ => p.files.push(a.to_string()),
         }
         i += 1;
@@ -224,6 +226,13 @@ fn parse(args: &[String]) -> Result<Parsed> {
     if p.output.is_some() && p.files.len() > 1 {
         return Err(Error::unsupported(
             "--output option only allowed with single input file",
+        ));
+    }
+    if p.force_rpath && p.build_resolution_cache {
+        // Refused as by the reference patchelf with this option, so that scripts behave the same with
+        // either tool.
+        return Err(Error::unsupported(
+            "--build-resolution-cache cannot be combined with --force-rpath",
         ));
     }
     if p.set_rpath.is_some() && p.add_rpath.is_some() {
@@ -378,6 +387,9 @@ fn patch_one(p: &Plan, file: &str, debug: bool, out: &mut dyn Write) -> Result<(
         }
         if p.add_debug_tag {
             elf.add_debug_tag()?;
+        }
+        if p.build_resolution_cache {
+            elf.build_resolution_cache()?;
         }
         if let Some(map) = &p.rename_symbols {
             elf.rename_dynamic_symbols(map)?;

@@ -23,18 +23,46 @@ impl Elf {
     /// Applies the pending edits: lays out the replaced sections and rewrites the headers.
     pub fn finish(&mut self) -> Result<()> {
         if self.replaced.is_empty() && !self.force_layout {
+            if self.headers_dirty {
+                // Headers changed but nothing moves (a section was removed): the tables stay where they
+                // are and only get shorter, so they are rewritten in place.
+                let pht_vaddr = self
+                    .phdrs
+                    .iter()
+                    .find(|p| p.p_type == PT_PHDR)
+                    .map_or(0, |p| p.p_vaddr);
+                self.rewrite_headers(pht_vaddr, &BTreeMap::new())?;
+                self.headers_dirty = false;
+                self.changed = true;
+            }
             return Ok(());
         }
         if self.replaced.is_empty() && self.try_grow_pht_in_place()? {
             self.force_layout = false;
+            self.headers_dirty = false;
             return Ok(());
         }
         match self.ehdr.e_type {
             ET_DYN => self.layout_library()?,
             _ => self.layout_executable()?,
         }
+        // Every added section must have been given a place inside the file by now; a provisional offset
+        // left behind would point a section (and its segment) past the end of the file.
+        for &i in &self.new_sections {
+            let s = &self.shdrs[i];
+            if s.sh_offset
+                .checked_add(s.sh_size)
+                .is_none_or(|e| e > self.data.len() as u64)
+            {
+                return Err(Error::unsupported(
+                    "internal layout error: added section was not placed",
+                ));
+            }
+        }
+        self.new_sections.clear();
         self.replaced.clear();
         self.force_layout = false;
+        self.headers_dirty = false;
         self.changed = true;
         Ok(())
     }
@@ -171,7 +199,8 @@ impl Elf {
         if self.clobber_old_sections {
             for &i in self.replaced.keys() {
                 let s = &self.shdrs[i];
-                if s.sh_type == SHT_NOBITS {
+                // An added section has no old bytes to clobber (its offset is only provisional).
+                if s.sh_type == SHT_NOBITS || self.new_sections.contains(&i) {
                     continue;
                 }
                 let (a, b) = (s.sh_offset as usize, (s.sh_offset + s.sh_size) as usize);

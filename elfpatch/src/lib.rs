@@ -11,11 +11,13 @@ mod dynamic;
 pub mod error;
 mod hash;
 mod layout;
+pub mod ldcache;
 pub mod model;
 mod ops;
 pub mod write;
 
 pub use error::{Error, Result};
+pub use ldcache::CacheOutcome;
 pub use model::Elf;
 pub use ops::{os_abi_name, parse_os_abi, RpathOp};
 

@@ -4,7 +4,7 @@
 
 use crate::error::{Error, Result};
 use scroll::{Endian, Pread, Pwrite};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 pub const ET_EXEC: u16 = 2;
 pub const ET_DYN: u16 = 3;
@@ -33,6 +33,7 @@ pub const SHT_DYNSYM: u32 = 11;
 
 pub const SHF_WRITE: u64 = 1;
 pub const SHF_ALLOC: u64 = 2;
+pub const SHF_INFO_LINK: u64 = 0x40;
 
 pub const EM_SPARC: u16 = 2;
 pub const EM_MIPS: u16 = 8;
@@ -226,6 +227,12 @@ pub struct Elf {
     pub(crate) clobber_old_sections: bool,
     /// A program header was added: lay out even without replaced sections.
     pub(crate) force_layout: bool,
+    /// Sections added by this run (keys of `replaced` with no bytes in the file yet; their offset is
+    /// provisional, past the end of the file, until the layout pass places them).
+    pub(crate) new_sections: BTreeSet<usize>,
+    /// Program or section headers changed in memory (a section was removed or a non-allocated table
+    /// moved): `finish` must write the header tables even when no section is being moved.
+    pub(crate) headers_dirty: bool,
 }
 
 fn checked_end(off: u64, size: u64) -> Option<u64> {
@@ -358,6 +365,8 @@ impl Elf {
             warnings: Vec::new(),
             clobber_old_sections: true,
             force_layout: false,
+            new_sections: BTreeSet::new(),
+            headers_dirty: false,
         })
     }
 

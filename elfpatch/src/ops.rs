@@ -160,6 +160,8 @@ impl Elf {
         };
         let new = match op {
             RpathOp::Remove => {
+                // The cache goes even when there is no run path to remove (a stale note is never kept).
+                self.drop_resolution_cache()?;
                 if cur_idx.is_none() {
                     self.debug("no RPATH to delete");
                     return Ok(());
@@ -175,6 +177,7 @@ impl Elf {
             }
             RpathOp::Shrink { allowed_prefixes } => {
                 let Some(cur) = cur.as_deref() else {
+                    self.drop_resolution_cache()?;
                     self.debug("no RPATH to shrink");
                     return Ok(());
                 };
@@ -213,6 +216,11 @@ impl Elf {
             return Ok(());
         }
         self.debug(format!("new rpath is '{new}'"));
+        if cur.as_deref() != Some(new.as_str()) {
+            // The resolution cache describes the old run path. (A DT_RPATH <-> DT_RUNPATH conversion
+            // alone keeps it: the directories and so the resolved files are the same.)
+            self.drop_resolution_cache()?;
+        }
         if let (Some(k), Some(old)) = (runpath_idx.or(rpath_idx), cur.as_deref()) {
             if old == new {
                 return Ok(());
@@ -326,6 +334,7 @@ impl Elf {
         }
         if removed {
             self.compact_dynamic(&kept)?;
+            self.drop_resolution_cache()?;
             self.changed = true;
         }
         Ok(())
@@ -391,6 +400,7 @@ impl Elf {
             map.iter().map(|(a, b)| (a.as_str(), b.as_str())).collect();
         // New strings appended once and shared by every reference (DT_NEEDED and vn_file).
         let mut appended: BTreeMap<String, u64> = BTreeMap::new();
+        let mut any = false;
         let entries = self.dyns()?;
         for (k, e) in entries.iter().enumerate() {
             if e.d_tag != DT_NEEDED {
@@ -413,6 +423,7 @@ impl Elf {
                 },
             )?;
             self.changed = true;
+            any = true;
         }
         if let Some(vi) = self.section_index(".gnu.version_r") {
             let walk = self.verneed_walk()?;
@@ -434,7 +445,12 @@ impl Elf {
                 let buf = self.section_data_mut(vi)?;
                 c.put_u32(buf, pos, off32)?;
                 self.changed = true;
+                any = true;
             }
+        }
+        if any {
+            // A replaced library name makes the cache's entry for it wrong (no-op replacements keep it).
+            self.drop_resolution_cache()?;
         }
         Ok(())
     }
@@ -474,6 +490,8 @@ impl Elf {
             });
         }
         self.insert_dyn_top(&new)?;
+        // The new libraries are not in the cache; the loader must not trust an incomplete one.
+        self.drop_resolution_cache()?;
         self.changed = true;
         Ok(())
     }

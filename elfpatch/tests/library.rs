@@ -132,7 +132,7 @@ fn seeded_mutations_never_panic() {
         let _ = e.rpath();
         let _ = e.needed();
         let _ = e.soname();
-        let res = match r.next() % 7 {
+        let res = match r.next() % 8 {
             0 => e.set_interpreter("/a/much/longer/interpreter/path/than/before/ld.so"),
             1 => e.modify_rpath(&RpathOp::Set("/some/new/rpath/long:$ORIGIN".into()), false),
             2 => e.add_needed(&BTreeSet::from(["libextra.so".to_string()])),
@@ -145,7 +145,13 @@ fn seeded_mutations_never_panic() {
                 ("zlibVersion".into(), "zv".into()),
                 ("__libc_start_main".into(), "start".into()),
             ]),
-            _ => e.modify_rpath(&RpathOp::Remove, true),
+            6 => e.modify_rpath(&RpathOp::Remove, true),
+            _ => e
+                .modify_rpath(
+                    &RpathOp::Set("/usr/lib/x86_64-linux-gnu:$ORIGIN".into()),
+                    false,
+                )
+                .and_then(|()| e.build_resolution_cache().map(drop)),
         };
         if res.is_ok() && e.finish().is_ok() && e.is_changed() {
             // Our own output must parse again.
@@ -153,4 +159,33 @@ fn seeded_mutations_never_panic() {
         }
     }
     assert!(n >= 100, "only {n} iterations");
+}
+
+#[test]
+fn resolution_cache_binary_still_runs() {
+    use std::os::unix::fs::PermissionsExt;
+    let Some(d) = host("/bin/true") else { return };
+    let libdir = "/usr/lib/x86_64-linux-gnu";
+    if !std::path::Path::new(libdir).join("libc.so.6").exists() {
+        return;
+    }
+    let mut e = Elf::parse(d).unwrap();
+    e.modify_rpath(&RpathOp::Set(libdir.into()), false).unwrap();
+    assert_eq!(
+        e.build_resolution_cache().unwrap(),
+        elfpatch::CacheOutcome::Built
+    );
+    e.finish().unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let p = dir.path().join("true");
+    std::fs::write(&p, e.bytes()).unwrap();
+    std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let st = std::process::Command::new(&p).status().unwrap();
+    assert!(st.success(), "{st}");
+    // Reading it back: the cache is there and up to date.
+    let mut again = Elf::parse(std::fs::read(&p).unwrap()).unwrap();
+    assert_eq!(
+        again.build_resolution_cache().unwrap(),
+        elfpatch::CacheOutcome::UpToDate
+    );
 }
