@@ -219,10 +219,10 @@ pub fn environment(
     library: &Path,
     loader: &Path,
     argv0_opt: bool,
-    mode: ExecMode,
     state_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
+    let mode = plan.mode;
     let tr = super::translator(root, &plan.volumes);
     let mut env = plan.env.clone();
     let s = |p: &Path| p.to_string_lossy().into_owned();
@@ -548,7 +548,6 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         &library,
         &loader,
         argv0_opt,
-        mode,
         state_dir,
         &mut warnings,
     );
