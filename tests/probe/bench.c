@@ -4,7 +4,9 @@
  *   bench getppid N       N x getppid() raw syscall (a call the P1 filter lets through)
  *   bench cpu N           N iterations of an LCG    (no system calls at all)
  *
- * Prints one line with a checksum so the work cannot be optimised away. Written for udocker-rs. */
+ * Prints one line with a checksum so the work cannot be optimised away. Built with -DBENCH_LIBC
+ * the path calls go through the C library (what an LD_PRELOAD shim sees: the F modes) instead of
+ * raw system calls. Written for udocker-rs. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,7 +19,11 @@ int main(int argc, char **argv) {
         long n = atol(argv[3]), okc = 0;
         struct stat st;
         for (long i = 0; i < n; i++)
+#ifdef BENCH_LIBC
+            okc += stat(argv[2], &st) == 0;
+#else
             okc += syscall(SYS_newfstatat, -100, argv[2], &st, 0) == 0;
+#endif
         printf("stat ok=%ld\n", okc);
         return okc == n ? 0 : 1;
     }

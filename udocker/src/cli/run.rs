@@ -451,13 +451,22 @@ fn start(
             ))
         }
     };
+    let mode = ExecMode::parse(&mode).map_err(fail)?;
+    // F2-F4 rewrite the container's loader (and programs) and keep records of it in the
+    // container directory; a --location directory has none and is the user's own tree.
+    if location.is_some() && mode.patches_loader() {
+        return Err(Fail::new(format!(
+            "--location runs a directory as it is: execution mode {} would patch its files; use F1 or P1, or create a container",
+            mode.as_str()
+        )));
+    }
     let target = Target {
         id,
         names,
         root,
         state_dir,
         meta,
-        mode: ExecMode::parse(&mode).map_err(fail)?,
+        mode,
     };
     let plan = engine::prepare(req, &target, &Host::current()).map_err(fail)?;
     for w in &plan.warnings {
