@@ -170,6 +170,15 @@ impl Config {
         &self.base[..=self.base_len]
     }
 
+    /// The captured value of preserved variable `key` (no NUL), when it was set.
+    pub fn preserved_value(&self, key: &[u8]) -> Option<&[u8]> {
+        self.preserved().find_map(|kv| {
+            let kv = &kv[..kv.len() - 1];
+            let v = kv.strip_prefix(key)?;
+            v.strip_prefix(b"=")
+        })
+    }
+
     /// The captured `K=V` strings, each NUL-terminated.
     pub fn preserved(&self) -> impl Iterator<Item = &[u8]> {
         self.env[..self.env_len]

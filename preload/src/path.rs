@@ -123,6 +123,45 @@ pub fn expand(v: &View<'_>, guest: &[u8], out: &mut [u8]) -> Option<usize> {
     concat(out, &[v.base, guest])
 }
 
+/// A library search path the program set (`LD_LIBRARY_PATH` of a child): the loader reads it
+/// with host eyes, so every absolute entry becomes its host path, and the container's own
+/// directories (`orig`, as udocker set them) follow, so the program's libraries are found
+/// first and the container's libc after them, never the host's. Writes `name=value` and a NUL
+/// into `out`; `None` when it does not fit.
+pub fn library_path(
+    v: &View<'_>,
+    name: &[u8],
+    value: &[u8],
+    orig: &[u8],
+    out: &mut [u8],
+) -> Option<usize> {
+    let mut n = put(out, 0, name)?;
+    n = put(out, n, b"=")?;
+    let mut first = true;
+    for d in value
+        .split(|&b| b == b':')
+        .chain(orig.split(|&b| b == b':'))
+    {
+        if d.is_empty() {
+            continue;
+        }
+        if !first {
+            n = put(out, n, b":")?;
+        }
+        first = false;
+        if d[0] == b'/' {
+            let mut norm = [0u8; PATH_MAX];
+            let k = normalize(d, &mut norm)?;
+            let m = expand(v, &norm[..k], &mut out[n..])?;
+            n += m;
+        } else {
+            n = put(out, n, d)?;
+        }
+    }
+    put(out, n, b"\0")?;
+    Some(n)
+}
+
 /// What a host path returned by the kernel is in the container, or `None` when it is the same
 /// (outside the root and every volume).
 pub fn narrow(v: &View<'_>, host: &[u8], out: &mut [u8]) -> Option<usize> {
@@ -287,6 +326,27 @@ mod tests {
         assert_eq!(exp("/mnt/deep/x/y"), "/srv/x/y");
         // Already under the root: unchanged.
         assert_eq!(exp("/c/ROOT/bin/sh"), "/c/ROOT/bin/sh");
+    }
+
+    #[test]
+    fn library_paths_become_host_paths_with_the_containers_after() {
+        let mut o = [0u8; 4096];
+        let n = library_path(
+            &V,
+            b"LD_LIBRARY_PATH",
+            b"/opt/l::rel/d:/data/x",
+            b"/c/ROOT/lib",
+            &mut o,
+        );
+        assert_eq!(
+            s(&o, n),
+            "LD_LIBRARY_PATH=/c/ROOT/opt/l:rel/d:/host/data/x:/c/ROOT/lib"
+        );
+        let mut tiny = [0u8; 20];
+        assert_eq!(
+            library_path(&V, b"LD_LIBRARY_PATH", b"/opt/l", b"/c/ROOT/lib", &mut tiny),
+            None
+        );
     }
 
     fn nar(p: &str) -> Option<String> {

@@ -946,14 +946,28 @@ fn f2_bookworm_patches_and_restores_the_loader() {
             fs::read_to_string(root.join("etc/debian_version")).unwrap()
         ),
     );
-    // In F2 the loader has no host fallback: a library path that misses the container's
-    // directories finds nothing (and never the host's libc).
-    setup_f2(&t, "deb");
-    let o = run(
-        &t,
-        &["deb", "sh", "-c", "LD_LIBRARY_PATH=/nowhere /bin/true"],
-    );
-    assert!(!o.status.success(), "{}", show(&o));
+    // A program that sets its own library path for a child: the shim turns it into host
+    // paths and puts the container's directories after it, so the child still finds the
+    // container's libc (the loader reads LD_LIBRARY_PATH itself, untranslated). In F2 too,
+    // where glibc's loader has no host fallback left.
+    for mode in ["F1", "F2"] {
+        if mode == "F2" {
+            setup_f2(&t, "deb");
+        }
+        assert_eq!(
+            run_ok(
+                &t,
+                &[
+                    "deb",
+                    "sh",
+                    "-c",
+                    "LD_LIBRARY_PATH=/nowhere:/usr/local/lib /bin/true && LD_LIBRARY_PATH=/opt/l cat /proc/self/maps | grep -m1 libc.so | grep -q \"$FAKECHROOT_BASE\" && echo ok"
+                ]
+            ),
+            "ok\n",
+            "{mode}"
+        );
+    }
 }
 
 #[test]

@@ -14,6 +14,9 @@ use core::ffi::{c_char, c_int, c_void};
 
 pub(super) type Argv = *const *const c_char;
 
+/// Room for a rewritten library search path (`name=value`).
+const LIBPATH_MAX: usize = 8192;
+
 /// The argument vector, environment and file of one exec, in a private mapping.
 pub(super) struct Image {
     pub(super) file: *const c_char,
@@ -112,7 +115,7 @@ pub(super) unsafe fn prepare(
     let envc = count(envp);
     let npres = config::PRESERVED.len();
     let ptrs = (argc + 8) + (envc + npres + 1);
-    let strings = 2 * 512;
+    let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
     let map = raw::map(len);
     if map.is_null() {
@@ -136,7 +139,9 @@ pub(super) unsafe fn prepare(
     };
     // SAFETY: as above.
     let strs = unsafe { core::slice::from_raw_parts_mut(map.add(ptrs * 8), strings) };
-    let (s1, s2) = strs.split_at_mut(512);
+    let (s12, s34) = strs.split_at_mut(1024);
+    let (s1, s2) = s12.split_at_mut(512);
+    let (s3, s4) = s34.split_at_mut(LIBPATH_MAX);
     // SAFETY: argv has argc entries.
     let arg = |i: usize| unsafe { *argv.add(i) };
     let argv0 = if argc > 0 { arg(0) } else { file };
@@ -190,14 +195,51 @@ pub(super) unsafe fn prepare(
         }
     }
     img.argv = av.finish();
-    // The caller's environment, then what keeps the child inside when the caller dropped it.
+    // A search path the program set for its child (not the one udocker set): host paths, and
+    // the container's directories after it (path::library_path). F2-F4's loader reads
+    // LD_LIBRARY_REAL (musl) where glibc's still reads LD_LIBRARY_PATH: both get it.
+    let orig = cfg
+        .preserved_value(b"FAKECHROOT_LIBRARY_ORIG")
+        .or_else(|| cfg.preserved_value(b"LD_LIBRARY_PATH"))
+        .unwrap_or(b"");
+    // SAFETY: envp has envc NUL-terminated entries.
+    let env_at = |i: usize| unsafe { *envp.add(i) };
+    let mut lib_at = None;
     for i in 0..envc {
-        // SAFETY: envp has envc entries.
-        ev.push(unsafe { *envp.add(i) });
+        // SAFETY: as above.
+        let e = unsafe { cstr(env_at(i)) };
+        if let Some(v) = e.strip_prefix(b"LD_LIBRARY_PATH=") {
+            if cfg.active() && Some(v) != cfg.preserved_value(b"LD_LIBRARY_PATH") {
+                let view = cfg.view();
+                if path::library_path(&view, b"LD_LIBRARY_PATH", v, orig, s3).is_some()
+                    && path::library_path(&view, b"LD_LIBRARY_REAL", v, orig, s4).is_some()
+                {
+                    lib_at = Some(i);
+                }
+            }
+        }
+    }
+    let lib_rewritten = lib_at.is_some();
+    for i in 0..envc {
+        if Some(i) == lib_at {
+            ev.push(s3.as_ptr().cast());
+            continue;
+        }
+        // SAFETY: as above.
+        if lib_rewritten && same_key(unsafe { cstr(env_at(i)) }, b"LD_LIBRARY_REAL=") {
+            continue;
+        }
+        ev.push(env_at(i));
+    }
+    if lib_rewritten && cfg.preserved_value(b"FAKECHROOT_LIBRARY_ORIG").is_some() {
+        ev.push(s4.as_ptr().cast());
     }
     for kv in cfg.preserved() {
+        if lib_rewritten && same_key(b"LD_LIBRARY_REAL=", kv) {
+            continue;
+        }
         // SAFETY: the caller's env strings are NUL-terminated.
-        let present = (0..envc).any(|i| same_key(unsafe { cstr(*envp.add(i)) }, kv));
+        let present = (0..envc).any(|i| same_key(unsafe { cstr(env_at(i)) }, kv));
         if !present {
             ev.push(kv.as_ptr().cast());
         }
