@@ -11,6 +11,7 @@ mod emulate;
 mod exec;
 mod mem;
 pub mod path;
+mod ptrace_emu;
 mod seccomp;
 mod sys;
 mod syscalls;

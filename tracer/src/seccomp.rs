@@ -122,6 +122,10 @@ pub fn build(
     if fake_uname {
         calls.push(nr::UNAME);
     }
+    // ptrace(2) inside the guest is emulated (ptrace_emu); nothing calls it on a hot path.
+    // wait4/waitid are deliberately absent: only a guest ptracer's waits matter, and that
+    // task is resumed with PTRACE_SYSCALL instead.
+    calls.push(nr::PTRACE);
     if readonly {
         // Metadata changes through a descriptor, refused inside read-only bindings.
         calls.extend_from_slice(&[nr::FCHMOD, nr::FCHOWN, nr::FSETXATTR, nr::FREMOVEXATTR]);
@@ -334,6 +338,7 @@ mod tests {
                 nr::FCHOWN,
                 nr::FSETXATTR,
                 nr::FREMOVEXATTR,
+                nr::PTRACE,
             ])
             .collect();
         for n in 0..460u32 {
