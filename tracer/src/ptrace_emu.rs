@@ -78,6 +78,9 @@ pub struct Ptracee {
     /// Its next PTRACE_EVENT_STOP (first stop of an auto-attached child, or one we asked
     /// for with PTRACE_INTERRUPT) is to be reported with this status.
     pub await_stop: Option<i32>,
+    /// The number of the call at its syscall-enter stop: a call we answered ourselves has -1
+    /// at its exit, which the ptracer must not see.
+    pub entry_nr: i64,
 }
 
 #[derive(Debug, Default)]
@@ -187,6 +190,7 @@ fn register(ctx: &mut Ctx, pid: Pid, tracer: Pid, seized: bool, options: u64, re
             eventmsg: 0,
             exited: false,
             await_stop: None,
+            entry_nr: -1,
         },
     );
     ctx.emu.ptracers.entry(tracer).or_insert(Ptracer {
@@ -238,6 +242,12 @@ pub fn on_syscall_enter_stop(ctx: &mut Ctx, pid: Pid) -> bool {
         return false;
     }
     let sig = syscall_sig(p.options);
+    let n = nix::sys::ptrace::getregs(pid)
+        .map(|r| Regs(r).nr())
+        .unwrap_or(-1);
+    if let Some(p) = ctx.emu.ptracees.get_mut(&pid) {
+        p.entry_nr = n;
+    }
     report(ctx, pid, stopped(sig), Some(Held::Enter));
     true
 }
@@ -259,6 +269,16 @@ pub fn after_syscall_exit(ctx: &mut Ctx, pid: Pid) -> bool {
         return false;
     }
     let sig = syscall_sig(p.options);
+    let n = std::mem::replace(&mut ctx.emu.ptracees.get_mut(&pid).expect("checked").entry_nr, -1);
+    if n != -1 {
+        if let Ok(r) = nix::sys::ptrace::getregs(pid) {
+            let mut r = Regs(r);
+            if r.nr() == -1 {
+                r.set_nr(n);
+                let _ = nix::sys::ptrace::setregs(pid, r.0);
+            }
+        }
+    }
     report(ctx, pid, stopped(sig), Some(Held::Resume));
     true
 }

@@ -421,6 +421,9 @@ pub fn run(
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TracerError::Trace(format!("waitpid: {e}"))),
         };
+        if cfg.verbose >= 3 {
+            ctx.debug(|| format!("wait: {status:?}"));
+        }
         match status {
             Wait::Exited(pid, code) => {
                 ctx.tracees.remove(&pid);
@@ -452,6 +455,12 @@ pub fn run(
                     let _ = sys::ptrace_restart(pid, true, 0);
                     continue;
                 }
+                let entering = !t.in_syscall;
+                if cfg.verbose >= 3 {
+                    let r = ptrace::getregs(pid).map(Regs);
+                    ctx.debug(|| format!("{pid} syscall stop, entering {entering}: {r:?}"));
+                }
+                let t = ctx.tracees.entry(pid).or_default();
                 if t.in_syscall {
                     t.in_syscall = false;
                     syscalls::on_exit(&mut ctx, pid);
@@ -705,7 +714,15 @@ pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
         let _ = sys::ptrace_step(pid, sig);
         return;
     }
-    let _ = sys::ptrace_restart(pid, ctx.p2 || ctx.emu.full_trace(pid), sig);
+    // An event stop between a syscall's entry and its exit (execve's PTRACE_EVENT_EXEC): the
+    // exit stop we asked for at entry must still come, or `in_syscall` would stay set and the
+    // next entry be taken for an exit.
+    let exit_pending = ctx.tracees.get(&pid).is_some_and(|t| t.in_syscall);
+    let _ = sys::ptrace_restart(
+        pid,
+        ctx.p2 || exit_pending || ctx.emu.full_trace(pid),
+        sig,
+    );
 }
 
 /// A syscall-enter stop (P2, or a task resumed with PTRACE_SYSCALL): translate, then run the
