@@ -157,12 +157,8 @@ const O_MASK: u64 = 0xff | O_EXITKILL | O_SUSPEND_SECCOMP;
 
 /// Our own options on every tracee; a ptracer's EXIT/VFORKDONE wishes are added on its ptracee.
 fn base_options(ctx: &Ctx) -> u64 {
-    let mut o = O_TRACESYSGOOD
-        | O_TRACEFORK
-        | O_TRACEVFORK
-        | O_TRACECLONE
-        | O_TRACEEXEC
-        | O_EXITKILL;
+    let mut o =
+        O_TRACESYSGOOD | O_TRACEFORK | O_TRACEVFORK | O_TRACECLONE | O_TRACEEXEC | O_EXITKILL;
     if !ctx.p2 {
         o |= O_TRACESECCOMP;
     }
@@ -269,7 +265,10 @@ pub fn after_syscall_exit(ctx: &mut Ctx, pid: Pid) -> bool {
         return false;
     }
     let sig = syscall_sig(p.options);
-    let n = std::mem::replace(&mut ctx.emu.ptracees.get_mut(&pid).expect("checked").entry_nr, -1);
+    let n = std::mem::replace(
+        &mut ctx.emu.ptracees.get_mut(&pid).expect("checked").entry_nr,
+        -1,
+    );
     if n != -1 {
         if let Ok(r) = nix::sys::ptrace::getregs(pid) {
             let mut r = Regs(r);
@@ -301,7 +300,9 @@ pub fn on_seccomp(ctx: &mut Ctx, pid: Pid) -> bool {
         return false;
     }
     // SECCOMP_RET_DATA of the filter, which GETEVENTMSG returns.
-    p.eventmsg = nix::sys::ptrace::getevent(pid).map(|v| v as u64).unwrap_or(0);
+    p.eventmsg = nix::sys::ptrace::getevent(pid)
+        .map(|v| v as u64)
+        .unwrap_or(0);
     report(
         ctx,
         pid,
@@ -351,15 +352,21 @@ pub fn on_fork(ctx: &mut Ctx, parent: Pid, child: Pid, ev: i32, seen: bool) -> b
     true
 }
 
-/// PTRACE_EVENT_STOP of a ptracee we expect one from.
-pub fn on_stop_event(ctx: &mut Ctx, pid: Pid) -> bool {
-    let Some(st) = ctx
-        .emu
-        .ptracees
-        .get_mut(&pid)
-        .and_then(|p| p.await_stop.take())
-    else {
+/// PTRACE_EVENT_STOP of a ptracee: one we expect (first stop of an auto-attached child, an
+/// interrupt its ptracer asked for) or a group-stop (`group`: the stopping signal), which a
+/// seizing ptracer sees as PTRACE_EVENT_STOP with that signal.
+pub fn on_stop_event(ctx: &mut Ctx, pid: Pid, group: Option<i32>) -> bool {
+    let Some(p) = ctx.emu.ptracees.get_mut(&pid) else {
         return false;
+    };
+    if p.exited {
+        return false;
+    }
+    let st = match (p.await_stop.take(), group) {
+        (_, Some(sig)) if p.seized => stopped(sig) | (libc::PTRACE_EVENT_STOP << 16),
+        (Some(st), _) => st,
+        // A plain ptracer saw the stopping signal already (signal-delivery stop).
+        (None, _) => return false,
     };
     report(ctx, pid, st, Some(Held::Resume));
     true
@@ -410,7 +417,9 @@ pub fn on_other_event(ctx: &mut Ctx, pid: Pid, ev: i32) -> bool {
     if p.options & want == 0 || p.exited {
         return false;
     }
-    p.eventmsg = nix::sys::ptrace::getevent(pid).map(|v| v as u64).unwrap_or(0);
+    p.eventmsg = nix::sys::ptrace::getevent(pid)
+        .map(|v| v as u64)
+        .unwrap_or(0);
     report(ctx, pid, event_status(ev), Some(Held::Resume));
     true
 }
@@ -617,7 +626,9 @@ fn ptrace_request(ctx: &mut Ctx, pid: Pid, r: &Regs) -> i64 {
     let req = r.arg(0) as u32;
     let target = Pid::from_raw(r.arg(1) as i32);
     let (addr, data) = (r.arg(2), r.arg(3));
-    ctx.debug(|| format!("ptrace emulation: {pid} ptrace({req:#x}, {target}, {addr:#x}, {data:#x})"));
+    ctx.debug(|| {
+        format!("ptrace emulation: {pid} ptrace({req:#x}, {target}, {addr:#x}, {data:#x})")
+    });
     match req {
         libc::PTRACE_TRACEME => {
             if ctx.emu.is_ptracee(pid) {
@@ -643,7 +654,14 @@ fn ptrace_request(ctx: &mut Ctx, pid: Pid, r: &Regs) -> i64 {
                 return neg(libc::EINVAL);
             }
             let real_child = parent_of(target) == Some(pid);
-            register(ctx, target, pid, seize, if seize { data } else { 0 }, real_child);
+            register(
+                ctx,
+                target,
+                pid,
+                seize,
+                if seize { data } else { 0 },
+                real_child,
+            );
             if seize {
                 apply_options(ctx, target, data);
             } else {
@@ -718,11 +736,24 @@ fn traced_request(ctx: &mut Ctx, pid: Pid, req: u32, target: Pid, addr: u64, dat
             ctx.emu.replays.push((target, held, sig as i32));
             Ok(0)
         }
-        // Stays stopped; a later event is reported as usual (close enough to ptrace(2)).
-        libc::PTRACE_LISTEN => Ok(0),
+        // Leave it in its group-stop but let SIGCONT wake it (ptrace(2) PTRACE_LISTEN): done
+        // for real (the kernel refuses it, EIO, unless the stop is a PTRACE_EVENT_STOP); the
+        // stop that ends the listening is reported.
+        libc::PTRACE_LISTEN => {
+            if !p.seized {
+                return neg(libc::EIO);
+            }
+            sys::ptrace_listen(target).map(|_| {
+                p.held = None;
+                p.status = None;
+                p.await_stop = Some(event_status(libc::PTRACE_EVENT_STOP));
+                0
+            })
+        }
         libc::PTRACE_PEEKTEXT | libc::PTRACE_PEEKDATA | libc::PTRACE_PEEKUSER => {
             sys::ptrace_peek(req, target, addr).and_then(|w| {
-                crate::mem::write(pid, data, &w.to_ne_bytes()).map_err(|_| nix::errno::Errno::EFAULT)?;
+                crate::mem::write(pid, data, &w.to_ne_bytes())
+                    .map_err(|_| nix::errno::Errno::EFAULT)?;
                 Ok(0)
             })
         }

@@ -718,11 +718,7 @@ pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
     // exit stop we asked for at entry must still come, or `in_syscall` would stay set and the
     // next entry be taken for an exit.
     let exit_pending = ctx.tracees.get(&pid).is_some_and(|t| t.in_syscall);
-    let _ = sys::ptrace_restart(
-        pid,
-        ctx.p2 || exit_pending || ctx.emu.full_trace(pid),
-        sig,
-    );
+    let _ = sys::ptrace_restart(pid, ctx.p2 || exit_pending || ctx.emu.full_trace(pid), sig);
 }
 
 /// A syscall-enter stop (P2, or a task resumed with PTRACE_SYSCALL): translate, then run the
@@ -833,12 +829,20 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
         }
         STOP => {
             ctx.tracees.entry(pid).or_default();
-            if crate::ptrace_emu::on_stop_event(ctx, pid) {
+            // Group-stop (stopped by SIGSTOP/SIGTSTP…), or the first stop of a new child / a
+            // PTRACE_INTERRUPT. A seized task's group-stop is a PTRACE_EVENT_STOP whose signal
+            // is the stopping one; the others carry SIGTRAP (ptrace(2) "Group-stop"; the
+            // kernel's do_jobctl_trap puts that signal in si_signo). Without SEIZE,
+            // PTRACE_GETSIGINFO fails with EINVAL in a group-stop.
+            let group = match ptrace::getsiginfo(pid) {
+                Err(Errno::EINVAL) => Some(libc::SIGSTOP),
+                Ok(si) if si.si_signo != libc::SIGTRAP => Some(si.si_signo),
+                _ => None,
+            };
+            if crate::ptrace_emu::on_stop_event(ctx, pid, group) {
                 return;
             }
-            // Group-stop (stopped by SIGSTOP/SIGTSTP…) or the first stop of a new child: in a
-            // group-stop PTRACE_GETSIGINFO fails with EINVAL (ptrace(2), "Group-stop").
-            if matches!(ptrace::getsiginfo(pid), Err(Errno::EINVAL)) {
+            if group.is_some() {
                 let _ = sys::ptrace_listen(pid);
             } else {
                 resume(ctx, pid, 0);
