@@ -98,6 +98,9 @@ pub struct Emu {
     seq: u64,
     /// Resumed by the ptracer, to be carried on by the event loop: (task, stop, signal).
     replays: Vec<(Pid, Held, i32)>,
+    /// The last tasks that ended (pid, wait status): a child can exit before its parent's
+    /// fork event reaches us, and an auto-attaching ptracer must still get its exit.
+    recent_deaths: std::collections::VecDeque<(Pid, i32)>,
 }
 
 impl Emu {
@@ -349,6 +352,16 @@ pub fn on_fork(ctx: &mut Ctx, parent: Pid, child: Pid, ev: i32, seen: bool) -> b
         p.eventmsg = child.as_raw() as u64;
     }
     report(ctx, parent, event_status(ev), Some(Held::Resume));
+    if let Some(&(_, st)) = ctx.emu.recent_deaths.iter().find(|(p, _)| *p == child) {
+        // Already gone: its exit is all there is to report.
+        if let Some(c) = ctx.emu.ptracees.get_mut(&child) {
+            c.await_stop = None;
+        }
+        report(ctx, child, st, None);
+        if let Some(c) = ctx.emu.ptracees.get_mut(&child) {
+            c.exited = true;
+        }
+    }
     true
 }
 
@@ -426,6 +439,15 @@ pub fn on_other_event(ctx: &mut Ctx, pid: Pid, ev: i32) -> bool {
 
 /// A task is gone (`status`: its raw wait status).
 pub fn on_task_gone(ctx: &mut Ctx, pid: Pid, status: i32) {
+    if ctx.emu.ptracers.is_empty() {
+        // No guest ptracer: nothing to remember (the common case costs nothing).
+        ctx.emu.recent_deaths.clear();
+    } else {
+        if ctx.emu.recent_deaths.len() >= 64 {
+            ctx.emu.recent_deaths.pop_front();
+        }
+        ctx.emu.recent_deaths.push_back((pid, status));
+    }
     if let Some(p) = ctx.emu.ptracees.get(&pid) {
         if p.real_child {
             // Its parent, the ptracer, collects it from the kernel.
