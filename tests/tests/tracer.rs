@@ -1110,3 +1110,39 @@ fn glue_two_names_and_fake_root_mknod() {
         );
     }
 }
+
+/// ptrace(2) inside the guest (PRoot's ptrace emulation): a small debugger (TRACEME child,
+/// PEEK/POKEDATA, GETREGS at syscall stops, exec and fork events, exit statuses through
+/// waitpid) prints the same facts as it does natively in a chroot.
+#[test]
+fn guest_ptrace_is_emulated() {
+    if !need_root("guest ptrace") {
+        return;
+    }
+    let env = TestEnv::new();
+    let d = scratch("ptrace");
+    let place = |root: &Path| {
+        fs::copy(probe_bin("ptrace"), root.join("ptrace")).expect("copy ptrace probe");
+        fs::set_permissions(root.join("ptrace"), fs::Permissions::from_mode(0o755)).expect("chmod");
+    };
+    let reference = probe_root(d.path(), "chroot");
+    place(&reference);
+    let want = chroot_run(&reference, &[], &["/ptrace"]);
+    assert!(want.status.success(), "reference run:\n{}", show(&want));
+    assert!(
+        stdout(&want).contains("tracee exit: 3")
+            && stdout(&want).contains("getppid entry: 1, exec event: 1, fork event: 1"),
+        "reference output unexpected:\n{}",
+        show(&want)
+    );
+    for mode in MODES {
+        let traced = probe_root(d.path(), &format!("{mode:?}"));
+        place(&traced);
+        let got = Guest::new(&env, &traced, mode).run(&["/ptrace"]);
+        assert_same(
+            &format!("guest ptrace under {mode:?}"),
+            &transcript(&want),
+            &transcript(&got),
+        );
+    }
+}

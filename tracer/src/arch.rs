@@ -15,6 +15,7 @@ pub mod nr {
     pub const GETSOCKNAME: i64 = 51;
     pub const GETPEERNAME: i64 = 52;
     pub const EXECVE: i64 = 59;
+    pub const WAIT4: i64 = 61;
     pub const UNAME: i64 = 63;
     pub const TRUNCATE: i64 = 76;
     pub const GETCWD: i64 = 79;
@@ -36,6 +37,7 @@ pub mod nr {
     pub const FCHOWN: i64 = 93;
     pub const LCHOWN: i64 = 94;
     pub const GETUID: i64 = 102;
+    pub const PTRACE: i64 = 101;
     pub const GETGID: i64 = 104;
     pub const SETUID: i64 = 105;
     pub const SETGID: i64 = 106;
@@ -72,6 +74,7 @@ pub mod nr {
     pub const LREMOVEXATTR: i64 = 198;
     pub const FREMOVEXATTR: i64 = 199;
     pub const UTIMES: i64 = 235;
+    pub const WAITID: i64 = 247;
     pub const INOTIFY_ADD_WATCH: i64 = 254;
     pub const OPENAT: i64 = 257;
     pub const MKDIRAT: i64 = 258;

@@ -12,6 +12,7 @@ mod exec;
 mod mem;
 pub mod net;
 pub mod path;
+mod ptrace_emu;
 mod seccomp;
 mod sys;
 mod syscalls;

@@ -122,6 +122,10 @@ pub fn build(
     if fake_uname {
         calls.push(nr::UNAME);
     }
+    // ptrace(2) inside the guest is emulated (ptrace_emu); nothing calls it on a hot path.
+    // wait4/waitid are deliberately absent: only a guest ptracer's waits matter, and that
+    // task is resumed with PTRACE_SYSCALL instead.
+    calls.push(nr::PTRACE);
     if readonly {
         // Metadata changes through a descriptor, refused inside read-only bindings.
         calls.extend_from_slice(&[nr::FCHMOD, nr::FCHOWN, nr::FSETXATTR, nr::FREMOVEXATTR]);
@@ -176,6 +180,7 @@ pub fn build(
     {
         // After the 3-instruction arch check: load nr; if (nr & X32_BIT) return ERRNO(ENOSYS).
         const LD_W_ABS: u16 = 0x20;
+        const JEQ_K: u16 = 0x15;
         const JSET_K: u16 = 0x45;
         const RET_K: u16 = 0x06;
         let x32 = [
@@ -184,6 +189,19 @@ pub fn build(
                 jt: 0,
                 jf: 0,
                 k: 0,
+            },
+            // -1: a call skipped at a syscall-enter stop (see bsearch_program).
+            libc::sock_filter {
+                code: JEQ_K,
+                jt: 0,
+                jf: 1,
+                k: u32::MAX,
+            },
+            libc::sock_filter {
+                code: RET_K,
+                jt: 0,
+                jf: 0,
+                k: libc::SECCOMP_RET_ALLOW,
             },
             libc::sock_filter {
                 code: JSET_K,
@@ -231,6 +249,12 @@ fn bsearch_program(traced: &[u32]) -> Option<Vec<libc::sock_filter>> {
         ins(JEQ_K, 1, 0, AUDIT_ARCH_X86_64),
         ins(RET_K, 0, 0, libc::SECCOMP_RET_KILL_PROCESS),
         ins(LD_W_ABS, 0, 0, 0),
+        // Number -1: a call the tracer skipped at a syscall-enter stop (a task resumed with
+        // PTRACE_SYSCALL, see ptrace_emu), whose result it already put in rax. Linux >= 4.8
+        // runs the filter after that stop, on the new number: let it through untouched
+        // (ENOSYS would overwrite the result).
+        ins(JEQ_K, 0, 1, u32::MAX),
+        ins(RET_K, 0, 0, libc::SECCOMP_RET_ALLOW),
         // x32 calls (bit 30) would bypass the table.
         ins(JSET_K, 0, 1, 0x4000_0000),
         ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
@@ -334,6 +358,7 @@ mod tests {
                 nr::FCHOWN,
                 nr::FSETXATTR,
                 nr::FREMOVEXATTR,
+                nr::PTRACE,
             ])
             .collect();
         for n in 0..460u32 {
@@ -356,6 +381,11 @@ mod tests {
         assert_eq!(
             eval(&p, nr::SENDTO as u32, AUDIT_ARCH_X86_64, [3, 0, 0, 0, 0, 0]),
             libc::SECCOMP_RET_ALLOW
+        );
+        assert_eq!(
+            eval(&p, u32::MAX, AUDIT_ARCH_X86_64, [0; 6]),
+            libc::SECCOMP_RET_ALLOW,
+            "a call skipped at a syscall-enter stop keeps the tracer's result"
         );
         assert_eq!(
             eval(&p, 0x4000_0002, AUDIT_ARCH_X86_64, [0; 6]),

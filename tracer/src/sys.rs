@@ -308,3 +308,125 @@ pub fn ptrace_restart(pid: Pid, syscall: bool, sig: i32) -> nix::Result<()> {
     let r = unsafe { libc::ptrace(req, pid.as_raw(), 0usize, sig as usize) };
     Errno::result(r).map(drop)
 }
+
+/// PTRACE_SINGLESTEP with a raw signal number (ptrace(2)), for an in-guest debugger's request.
+pub fn ptrace_step(pid: Pid, sig: i32) -> nix::Result<()> {
+    // SAFETY: no pointer: `data` is the signal number, checked by the kernel.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SINGLESTEP, pid.as_raw(), 0usize, sig as usize) };
+    Errno::result(r).map(drop)
+}
+
+/// PTRACE_INTERRUPT (ptrace(2)): stop a seized tracee, even one blocked in a system call
+/// (the call is restarted when it is resumed).
+pub fn ptrace_interrupt(pid: Pid) -> nix::Result<()> {
+    // SAFETY: PTRACE_INTERRUPT takes no pointers.
+    let r = unsafe { libc::ptrace(libc::PTRACE_INTERRUPT, pid.as_raw(), 0usize, 0usize) };
+    Errno::result(r).map(drop)
+}
+
+/// PTRACE_SETOPTIONS with raw option bits (nix's `Options` lacks none we need, but the bits
+/// come from a guest request and are checked by the caller against a known mask).
+pub fn ptrace_setoptions(pid: Pid, opts: u64) -> nix::Result<()> {
+    // SAFETY: `data` is a bit mask, no pointer.
+    let r = unsafe { libc::ptrace(libc::PTRACE_SETOPTIONS, pid.as_raw(), 0usize, opts as usize) };
+    Errno::result(r).map(drop)
+}
+
+/// PTRACE_PEEKTEXT/PEEKDATA/PEEKUSER: one word. The raw syscall stores the word at `data`
+/// (ptrace(2), "C library/kernel differences"); we give it our own u64.
+pub fn ptrace_peek(req: u32, pid: Pid, addr: u64) -> nix::Result<u64> {
+    if !matches!(
+        req,
+        libc::PTRACE_PEEKTEXT | libc::PTRACE_PEEKDATA | libc::PTRACE_PEEKUSER
+    ) {
+        return Err(Errno::EIO);
+    }
+    let mut word: u64 = 0;
+    // SAFETY: for the PEEK requests the kernel writes exactly one word at `data`, which points
+    // at our local u64; `addr` is only interpreted in the tracee's address space / user area.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_ptrace,
+            req as libc::c_long,
+            pid.as_raw() as libc::c_long,
+            addr as libc::c_long,
+            &mut word as *mut u64,
+        )
+    };
+    Errno::result(r).map(|_| word)
+}
+
+/// PTRACE_POKETEXT/POKEDATA/POKEUSER: `data` is the word itself, not a pointer.
+pub fn ptrace_poke(req: u32, pid: Pid, addr: u64, data: u64) -> nix::Result<()> {
+    if !matches!(
+        req,
+        libc::PTRACE_POKETEXT | libc::PTRACE_POKEDATA | libc::PTRACE_POKEUSER
+    ) {
+        return Err(Errno::EIO);
+    }
+    // SAFETY: no pointer into our memory: addr is the tracee's, data a value.
+    let r = unsafe { libc::ptrace(req, pid.as_raw(), addr as usize, data as usize) };
+    Errno::result(r).map(drop)
+}
+
+/// Bytes the kernel copies for the fixed-size buffer requests (x86_64: user_regs_struct,
+/// user_fpregs_struct, siginfo_t), or None for a request we do not pass a buffer to.
+pub fn ptrace_buf_len(req: u32) -> Option<usize> {
+    match req {
+        libc::PTRACE_GETREGS | libc::PTRACE_SETREGS => {
+            Some(std::mem::size_of::<libc::user_regs_struct>())
+        }
+        libc::PTRACE_GETFPREGS | libc::PTRACE_SETFPREGS => {
+            Some(std::mem::size_of::<libc::user_fpregs_struct>())
+        }
+        libc::PTRACE_GETSIGINFO | libc::PTRACE_SETSIGINFO => {
+            Some(std::mem::size_of::<libc::siginfo_t>())
+        }
+        _ => None,
+    }
+}
+
+/// A fixed-size buffer request (GET/SETREGS, GET/SETFPREGS, GET/SETSIGINFO) on `buf`, which
+/// must be exactly `ptrace_buf_len(req)` bytes.
+pub fn ptrace_buf(req: u32, pid: Pid, buf: &mut [u8]) -> nix::Result<()> {
+    if ptrace_buf_len(req) != Some(buf.len()) {
+        return Err(Errno::EIO);
+    }
+    // SAFETY: the kernel reads or writes exactly ptrace_buf_len(req) bytes at `data` for these
+    // requests, and `buf` is that long and exclusively ours for the call.
+    let r = unsafe { libc::ptrace(req, pid.as_raw(), 0usize, buf.as_mut_ptr() as usize) };
+    Errno::result(r).map(drop)
+}
+
+/// PTRACE_GETREGSET/SETREGSET (ptrace(2)) of register set `nt` through `buf`; returns the
+/// length the kernel used (it shrinks iov_len on GET).
+pub fn ptrace_regset(set: bool, pid: Pid, nt: u64, buf: &mut [u8]) -> nix::Result<usize> {
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr() as *mut libc::c_void,
+        iov_len: buf.len(),
+    };
+    let req = if set {
+        libc::PTRACE_SETREGSET
+    } else {
+        libc::PTRACE_GETREGSET
+    };
+    // SAFETY: `iov` describes `buf` (valid and exclusively ours for its whole length); the
+    // kernel copies at most iov_len bytes and updates iov_len in our local iovec.
+    let r = unsafe {
+        libc::ptrace(
+            req,
+            pid.as_raw(),
+            nt as usize,
+            &mut iov as *mut libc::iovec as usize,
+        )
+    };
+    Errno::result(r).map(|_| iov.iov_len)
+}
+
+/// tgkill(2): a signal to one thread (the kernel's own ptrace code sends SIGTRAP/SIGSTOP to a
+/// single task, not to its process).
+pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> nix::Result<()> {
+    // SAFETY: plain integer arguments.
+    let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid.as_raw(), tid.as_raw(), sig) };
+    Errno::result(r).map(drop)
+}

@@ -464,6 +464,17 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
     if ctx.tracees.get(&pid).is_some_and(|t| t.preexec) && n != nr::EXECVE {
         return false;
     }
+    // ptrace(2) inside the guest, and the waits of a guest ptracer (see ptrace_emu).
+    if matches!(n, nr::PTRACE | nr::WAIT4 | nr::WAITID) {
+        match crate::ptrace_emu::on_enter(ctx, pid, &r) {
+            crate::ptrace_emu::Enter::Return(v) => return skip(ctx, r, v),
+            crate::ptrace_emu::Enter::WaitExit => {
+                save(ctx, pid, orig, ExitAction::EmuWait);
+                return true;
+            }
+            crate::ptrace_emu::Enter::Pass => return false,
+        }
+    }
     if matches!(
         n,
         nr::RENAME
@@ -1096,6 +1107,10 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             return;
         }
         ExitAction::Restore => {}
+        ExitAction::EmuWait => {
+            crate::ptrace_emu::on_wait_exit(ctx, pid, saved.orig, ret);
+            return;
+        }
         ExitAction::Chdir(g) => {
             if ret == 0 {
                 if let Some(t) = ctx.tracees.get_mut(&pid) {

@@ -55,6 +55,8 @@ pub enum ExitAction {
     Chdir(Vec<u8>),
     /// We ran prctl(PR_SET_NAME) in place of the guest's call: run the guest's call again.
     Reexec,
+    /// A guest ptracer's wait4/waitid that ran in the kernel (see ptrace_emu::on_wait_exit).
+    EmuWait,
 }
 
 /// The fake credentials of a guest process under `-0`/`-i` (credentials(7)): what the id
@@ -233,6 +235,8 @@ pub struct Ctx<'a> {
     /// Whether a guest ld.so understands `--argv0` (glibc >= 2.33), by host path.
     pub loader_argv0: HashMap<Vec<u8>, bool>,
     pub tracees: HashMap<Pid, Tracee>,
+    /// ptrace(2) as seen by guest debuggers (see ptrace_emu).
+    pub emu: crate::ptrace_emu::Emu,
 }
 
 impl Ctx<'_> {
@@ -382,6 +386,7 @@ pub fn run(
         p2,
         loader_argv0: HashMap::new(),
         tracees: HashMap::new(),
+        emu: Default::default(),
     };
     ctx.tracees.insert(
         child,
@@ -396,6 +401,15 @@ pub fn run(
     let mut last_status: Option<i32> = None;
 
     loop {
+        // Ptracees their guest ptracer resumed: carry on with the stop we kept.
+        for (pid, held, sig) in ctx.emu.take_replays() {
+            use crate::ptrace_emu::Held;
+            match held {
+                Held::Enter => enter_stop(&mut ctx, pid, sig),
+                Held::Seccomp => seccomp_stop(&mut ctx, pid, old_kernel),
+                Held::Resume | Held::Signal => resume(&ctx, pid, sig),
+            }
+        }
         let pending = sys::PENDING_SIGNAL.swap(0, Ordering::SeqCst);
         if pending != 0 {
             if let Ok(sig) = Signal::try_from(pending) {
@@ -408,9 +422,13 @@ pub fn run(
             Err(Errno::ECHILD) => break,
             Err(e) => return Err(TracerError::Trace(format!("waitpid: {e}"))),
         };
+        if cfg.verbose >= 3 {
+            ctx.debug(|| format!("wait: {status:?}"));
+        }
         match status {
             Wait::Exited(pid, code) => {
                 ctx.tracees.remove(&pid);
+                crate::ptrace_emu::on_task_gone(&mut ctx, pid, (code & 0xff) << 8);
                 last_status = Some(code);
                 if pid == child {
                     main_status = Some(code);
@@ -421,6 +439,7 @@ pub fn run(
             }
             Wait::Signaled(pid, sig) => {
                 ctx.tracees.remove(&pid);
+                crate::ptrace_emu::on_task_gone(&mut ctx, pid, sig & 0x7f);
                 if pid == child {
                     main_status = Some(128 + sig);
                     if cfg.kill_on_exit {
@@ -437,23 +456,29 @@ pub fn run(
                     let _ = sys::ptrace_restart(pid, true, 0);
                     continue;
                 }
+                let entering = !t.in_syscall;
+                if cfg.verbose >= 3 {
+                    let r = ptrace::getregs(pid).map(Regs);
+                    ctx.debug(|| format!("{pid} syscall stop, entering {entering}: {r:?}"));
+                }
+                let t = ctx.tracees.entry(pid).or_default();
                 if t.in_syscall {
                     t.in_syscall = false;
                     syscalls::on_exit(&mut ctx, pid);
-                    resume(&ctx, pid, 0);
-                } else {
-                    let want_exit = syscalls::on_enter(&mut ctx, pid);
-                    if let Some(t) = ctx.tracees.get_mut(&pid) {
-                        t.in_syscall = true;
+                    if !crate::ptrace_emu::after_syscall_exit(&mut ctx, pid) {
+                        resume(&ctx, pid, 0);
                     }
-                    let _ = want_exit;
-                    let _ = sys::ptrace_restart(pid, true, 0);
+                } else if !crate::ptrace_emu::on_syscall_enter_stop(&mut ctx, pid) {
+                    enter_stop(&mut ctx, pid, 0);
                 }
             }
             Wait::Stopped(pid, sig) => {
-                // Signal-delivery stop: pass the signal on.
+                // Signal-delivery stop: pass the signal on (a guest ptracer decides for its
+                // ptracees).
                 ctx.tracees.entry(pid).or_default();
-                resume(&ctx, pid, sig);
+                if !crate::ptrace_emu::on_signal_stop(&mut ctx, pid, sig) {
+                    resume(&ctx, pid, sig);
+                }
             }
             Wait::Other => {}
         }
@@ -679,9 +704,46 @@ fn kill_all(ctx: &Ctx) {
     }
 }
 
-/// Resume a tracee after a stop that is not a syscall entry we want the exit of.
+/// Resume a tracee after a stop that is not a syscall entry we want the exit of. Tasks the
+/// ptrace emulation keeps stopped stay so; its ptracers and syscall-traced ptracees go on with
+/// PTRACE_SYSCALL (or single steps) instead of PTRACE_CONT.
 pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
-    let _ = sys::ptrace_restart(pid, ctx.p2, sig);
+    if ctx.emu.holds(pid) {
+        return;
+    }
+    if ctx.emu.stepping(pid) {
+        let _ = sys::ptrace_step(pid, sig);
+        return;
+    }
+    // An event stop between a syscall's entry and its exit (execve's PTRACE_EVENT_EXEC): the
+    // exit stop we asked for at entry must still come, or `in_syscall` would stay set and the
+    // next entry be taken for an exit.
+    let exit_pending = ctx.tracees.get(&pid).is_some_and(|t| t.in_syscall);
+    let _ = sys::ptrace_restart(pid, ctx.p2 || exit_pending || ctx.emu.full_trace(pid), sig);
+}
+
+/// A syscall-enter stop (P2, or a task resumed with PTRACE_SYSCALL): translate, then run the
+/// call and stop at its exit.
+fn enter_stop(ctx: &mut Ctx, pid: Pid, sig: i32) {
+    let _want_exit = syscalls::on_enter(ctx, pid);
+    if let Some(t) = ctx.tracees.get_mut(&pid) {
+        t.in_syscall = true;
+    }
+    let _ = sys::ptrace_restart(pid, true, sig);
+}
+
+/// A seccomp stop (P1: entry of a filtered call).
+fn seccomp_stop(ctx: &mut Ctx, pid: Pid, old_kernel: bool) {
+    let want_exit = syscalls::on_enter(ctx, pid);
+    if want_exit {
+        if let Some(t) = ctx.tracees.get_mut(&pid) {
+            t.in_syscall = true;
+            t.skip_enter = old_kernel;
+        }
+        let _ = sys::ptrace_restart(pid, true, 0);
+    } else {
+        resume(ctx, pid, 0);
+    }
 }
 
 fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
@@ -693,21 +755,22 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
     const STOP: i32 = libc::PTRACE_EVENT_STOP;
     match ev {
         SECCOMP => {
-            ctx.tracees.entry(pid).or_default();
-            let want_exit = syscalls::on_enter(ctx, pid);
-            if want_exit {
-                if let Some(t) = ctx.tracees.get_mut(&pid) {
-                    t.in_syscall = true;
-                    t.skip_enter = old_kernel;
-                }
+            let t = ctx.tracees.entry(pid).or_default();
+            if t.in_syscall && !old_kernel {
+                // Linux >= 4.8 stops for seccomp after the syscall-enter stop of a task
+                // resumed with PTRACE_SYSCALL: that stop already translated the call.
                 let _ = sys::ptrace_restart(pid, true, 0);
-            } else {
-                let _ = sys::ptrace_restart(pid, false, 0);
+                return;
             }
+            if crate::ptrace_emu::on_seccomp(ctx, pid) {
+                return;
+            }
+            seccomp_stop(ctx, pid, old_kernel);
         }
         FORK | VFORK | CLONE => {
             if let Ok(new) = ptrace::getevent(pid) {
                 let new = Pid::from_raw(new as i32);
+                let seen = ctx.tracees.contains_key(&new);
                 let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
                 let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
                 let cwd = ctx.tracees.get(&pid).and_then(|t| t.cwd.clone());
@@ -721,6 +784,9 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 }
                 if t.cwd.is_none() {
                     t.cwd = cwd;
+                }
+                if crate::ptrace_emu::on_fork(ctx, pid, new, ev, seen) {
+                    return;
                 }
             }
             resume(ctx, pid, 0);
@@ -758,19 +824,36 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 s.action = ExitAction::Exec;
             }
             ctx.tracees.insert(pid, t);
-            resume(ctx, pid, 0);
+            if !crate::ptrace_emu::on_exec(ctx, pid, old) {
+                resume(ctx, pid, 0);
+            }
         }
         STOP => {
             ctx.tracees.entry(pid).or_default();
-            // Group-stop (stopped by SIGSTOP/SIGTSTP…) or the first stop of a new child: in a
-            // group-stop PTRACE_GETSIGINFO fails with EINVAL (ptrace(2), "Group-stop").
-            if matches!(ptrace::getsiginfo(pid), Err(Errno::EINVAL)) {
+            // Group-stop (stopped by SIGSTOP/SIGTSTP…), or the first stop of a new child / a
+            // PTRACE_INTERRUPT. A seized task's group-stop is a PTRACE_EVENT_STOP whose signal
+            // is the stopping one; the others carry SIGTRAP (ptrace(2) "Group-stop"; the
+            // kernel's do_jobctl_trap puts that signal in si_signo). Without SEIZE,
+            // PTRACE_GETSIGINFO fails with EINVAL in a group-stop.
+            let group = match ptrace::getsiginfo(pid) {
+                Err(Errno::EINVAL) => Some(libc::SIGSTOP),
+                Ok(si) if si.si_signo != libc::SIGTRAP => Some(si.si_signo),
+                _ => None,
+            };
+            if crate::ptrace_emu::on_stop_event(ctx, pid, group) {
+                return;
+            }
+            if group.is_some() {
                 let _ = sys::ptrace_listen(pid);
             } else {
                 resume(ctx, pid, 0);
             }
         }
-        _ => resume(ctx, pid, 0),
+        _ => {
+            if !crate::ptrace_emu::on_other_event(ctx, pid, ev) {
+                resume(ctx, pid, 0);
+            }
+        }
     }
 }
 
