@@ -309,7 +309,7 @@ fn find_loader(tr: &tracer::path::Translator) -> Result<(String, PathBuf), Engin
         .find_map(|g| resolve(tr, g).filter(|(_, h)| h.is_file()).map(|(_, h)| (g.to_string(), h)))
         .ok_or_else(|| {
             EngineError::Unavailable(
-                "execution modes F1/F2: no x86_64 loader (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1) in the container"
+                "execution modes F1-F4: no x86_64 loader (ld-linux-x86-64.so.2, ld-musl-x86_64.so.1) in the container"
                     .into(),
             )
         })
