@@ -211,7 +211,7 @@ pub fn launch(
     Ok(Launch { file, argv: out })
 }
 
-/// The environment of an F1/F2 run: the plan's, plus what the shim (and in F2 the patched
+/// The environment of an F1-F4 run: the plan's, plus what the shim (and in F2 the patched
 /// loader) reads.
 pub fn environment(
     plan: &Plan,
@@ -537,7 +537,7 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
     let me = nix::unistd::getuid().as_raw();
     if plan.user.entry.uid != me && !plan.user.is_root() {
         crate::warn!(
-            "execution modes F1/F2 run as the host user (uid {me}), not as uid {}",
+            "execution modes F1-F4 run as the host user (uid {me}), not as uid {}",
             plan.user.entry.uid
         );
     }

@@ -398,8 +398,8 @@ fn volume_specs() {
 fn modes_and_cpusets() {
     assert_eq!(ExecMode::parse("p1").unwrap(), ExecMode::P1);
     assert_eq!(ExecMode::parse("P2").unwrap(), ExecMode::P2);
-    let e = ExecMode::parse("F3").unwrap_err();
-    assert_eq!(e.to_string(), "execution mode F3 is not available yet");
+    assert_eq!(ExecMode::parse("f3").unwrap(), ExecMode::F3);
+    assert_eq!(ExecMode::parse("F4").unwrap(), ExecMode::F4);
     assert!(matches!(
         ExecMode::parse("Z9"),
         Err(EngineError::InvalidMode(_))
