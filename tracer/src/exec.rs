@@ -97,6 +97,43 @@ fn supports_argv0(ctx: &mut Ctx, host_loader: &[u8]) -> bool {
     v
 }
 
+/// A `#!` line as Linux's binfmt_script reads it (fs/binfmt_script.c): the line ends at the
+/// first newline (or the end of the bytes read); trailing blanks are dropped; the interpreter
+/// starts at the first non-blank and ends at a blank or a NUL; an argument follows only when a
+/// blank (not a NUL) ended the name, and is everything after the next blanks up to a NUL. A
+/// line with no name is ENOEXEC; an empty name (`#!\0…`) cannot be opened: EACCES, as the
+/// kernel answers. `\r` is not a blank (a DOS script names `/bin/sh\r`, which fails).
+fn parse_shebang(head: &[u8]) -> Result<(Vec<u8>, Option<Vec<u8>>), Errno> {
+    let blank = |b: u8| b == b' ' || b == b'\t';
+    let mut end = head.iter().position(|b| *b == b'\n').unwrap_or(head.len());
+    while end > 2 && blank(head[end - 1]) {
+        end -= 1;
+    }
+    let line = &head[2.min(end)..end];
+    let Some(start) = line.iter().position(|b| !blank(*b)) else {
+        return Err(Errno::ENOEXEC);
+    };
+    let rest = &line[start..];
+    let sep = rest
+        .iter()
+        .position(|b| blank(*b) || *b == 0)
+        .unwrap_or(rest.len());
+    let interp = rest[..sep].to_vec();
+    if interp.is_empty() {
+        return Err(Errno::EACCES);
+    }
+    let arg = match rest.get(sep) {
+        Some(&b) if b != 0 => {
+            let a = &rest[sep..];
+            let a = &a[a.iter().position(|b| !blank(*b)).unwrap_or(a.len())..];
+            let a: Vec<u8> = a.iter().copied().take_while(|b| *b != 0).collect();
+            (!a.is_empty()).then_some(a)
+        }
+        _ => None,
+    };
+    Ok((interp, arg))
+}
+
 /// Plan the exec of `guest` (absolute, as the guest named it) with `argv`.
 /// `given` is the path as the guest wrote it (what a script's interpreter receives as its
 /// script argument, as binfmt_script passes it); `cwd` the guest directory that relative
@@ -126,38 +163,7 @@ pub fn plan(
         let mut head = [0u8; 256];
         let n = f.read(&mut head).map_err(|_| Errno::EIO)?;
         if n >= 2 && &head[..2] == b"#!" {
-            // Linux: the rest of the first line (a NUL ends it too), split at the first run of
-            // blanks into the interpreter and at most one argument (binfmt_script).
-            let line_end = head[..n]
-                .iter()
-                .position(|b| *b == b'\n' || *b == 0)
-                .unwrap_or(n);
-            let mut line: Vec<u8> = head[2..line_end]
-                .iter()
-                .copied()
-                .skip_while(|b| *b == b' ' || *b == b'\t')
-                .collect();
-            while line
-                .last()
-                .is_some_and(|b| *b == b' ' || *b == b'\t' || *b == b'\r')
-            {
-                line.pop();
-            }
-            if line.is_empty() {
-                return Err(Errno::ENOEXEC);
-            }
-            let split = line.iter().position(|b| *b == b' ' || *b == b'\t');
-            let (interp, arg) = match split {
-                Some(i) => {
-                    let a: Vec<u8> = line[i..]
-                        .iter()
-                        .copied()
-                        .skip_while(|b| *b == b' ' || *b == b'\t')
-                        .collect();
-                    (line[..i].to_vec(), (!a.is_empty()).then_some(a))
-                }
-                None => (line.clone(), None),
-            };
+            let (interp, arg) = parse_shebang(&head[..n])?;
             let mut new = vec![interp.clone()];
             new.extend(arg);
             new.push(given.clone());
@@ -218,4 +224,40 @@ pub fn plan(
         };
     }
     Err(Errno::ELOOP)
+}
+
+#[cfg(test)]
+mod shebang_tests {
+    use super::parse_shebang;
+    use nix::errno::Errno;
+
+    fn p(b: &[u8]) -> Result<(String, Option<String>), Errno> {
+        parse_shebang(b).map(|(i, a)| {
+            (
+                String::from_utf8_lossy(&i).into_owned(),
+                a.map(|a| String::from_utf8_lossy(&a).into_owned()),
+            )
+        })
+    }
+
+    #[test]
+    fn like_binfmt_script() {
+        let s = |i: &str, a: Option<&str>| Ok((i.to_string(), a.map(str::to_string)));
+        assert_eq!(p(b"#!/bin/echo 123\n"), s("/bin/echo", Some("123")));
+        assert_eq!(
+            p(b"#!/bin/echo     123 456    789   \n"),
+            s("/bin/echo", Some("123 456    789"))
+        );
+        assert_eq!(p(b"#!   /bin/echo    \n"), s("/bin/echo", None));
+        assert_eq!(p(b"#!/bin/echo\0 123\n"), s("/bin/echo", None));
+        assert_eq!(
+            p(b"#!/bin/echo 123   \0   \n"),
+            s("/bin/echo", Some("123   "))
+        );
+        assert_eq!(p(b"#!/bin/sh\r\n"), s("/bin/sh\r", None));
+        assert_eq!(p(b"#!/bin/sh"), s("/bin/sh", None));
+        assert_eq!(p(b"#!\0/bin/echo\n"), Err(Errno::EACCES));
+        assert_eq!(p(b"#!   \n"), Err(Errno::ENOEXEC));
+        assert_eq!(p(b"#!"), Err(Errno::ENOEXEC));
+    }
 }
