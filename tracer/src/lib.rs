@@ -60,7 +60,26 @@ pub struct Config {
     pub last_exit_status: bool,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
+    /// `-q QEMU`: run foreign programs through a user-mode emulator (PRoot's option).
+    pub qemu: Option<Qemu>,
 }
+
+/// A user-mode emulator for programs built for another machine (PRoot's `-q`). The host's `/`
+/// is bound at [`HOST_ROOTFS`] in the guest; the emulator and every other host program (ELF of
+/// the host's machine: "mixed mode") run with the host's loader and libraries found through it.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    /// The emulator's command line; `argv[0]` is an absolute host path.
+    pub argv: Vec<Vec<u8>>,
+    /// Treat every program as foreign, host ELFs included (PRoot's PROOT_FORCE_FOREIGN_BINARY).
+    pub force_foreign: bool,
+    /// Library directories for host programs, as host paths (PRoot takes its own
+    /// LD_LIBRARY_PATH, else `/`); the host's standard directories follow them.
+    pub host_library_path: Vec<u8>,
+}
+
+/// Where the host's `/` appears in the guest when an emulator is in use (PRoot's name).
+pub const HOST_ROOTFS: &[u8] = b"/host-rootfs";
 
 #[derive(Debug)]
 pub enum TracerError {

@@ -937,6 +937,28 @@ fn translate_sockaddr(ctx: &Ctx, pid: Pid, addr: u64, len: usize) -> Option<Vec<
     Some(out)
 }
 
+/// A NULL-terminated array of strings (execve's argv or envp), bounded like the kernel:
+/// MAX_ARG_STRLEN per string, and here 2 MiB in all (`total`, shared by argv and envp).
+fn read_strings(pid: Pid, mut ap: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if ap == 0 {
+        return Ok(out);
+    }
+    loop {
+        let s = mem::read_u64(pid, ap).map_err(|_| Errno::EFAULT)?;
+        if s == 0 {
+            return Ok(out);
+        }
+        let a = mem::read_cstr(pid, s, 128 * 1024).map_err(|_| Errno::E2BIG)?;
+        *total += a.len() + 1;
+        if *total > 2 << 20 || out.len() > 0x7fff_ffff / 8 {
+            return Err(Errno::E2BIG);
+        }
+        out.push(a);
+        ap += 8;
+    }
+}
+
 fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     let orig = r;
     let n = r.nr();
@@ -981,31 +1003,33 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
             }
         }
     }
-    // argv: bounded like the kernel (MAX_ARG_STRINGS, and 2 MiB of strings here).
-    let mut argv = Vec::new();
     let mut total = 0usize;
-    let mut ap = r.arg(argv_i);
-    if ap != 0 {
-        loop {
-            let Ok(s) = mem::read_u64(pid, ap) else {
-                return fail(ctx, r, Errno::EFAULT);
-            };
-            if s == 0 {
-                break;
+    let argv = match read_strings(pid, r.arg(argv_i), &mut total) {
+        Ok(v) => v,
+        Err(e) => return fail(ctx, r, e),
+    };
+    // The environment is read (and rewritten) only for an emulator (`-q`): see exec::plan_qemu.
+    let envp_i = argv_i + 1;
+    let mut env = None;
+    if ctx.cfg.qemu.is_some() {
+        match read_strings(pid, r.arg(envp_i), &mut total) {
+            Ok(v) => {
+                let memo = ctx
+                    .tracees
+                    .get(&pid)
+                    .map(|t| t.ldso.clone())
+                    .unwrap_or_default();
+                env = Some(exec::EnvState { env: v, memo });
             }
-            let Ok(a) = mem::read_cstr(pid, s, 128 * 1024) else {
-                return fail(ctx, r, Errno::E2BIG);
-            };
-            total += a.len() + 1;
-            if total > 2 << 20 || argv.len() > 0x7fff_ffff / 8 {
-                return fail(ctx, r, Errno::E2BIG);
-            }
-            argv.push(a);
-            ap += 8;
+            Err(e) => return fail(ctx, r, e),
         }
     }
     let cwd = base_dir(ctx, pid, AT_FDCWD).unwrap_or_else(|| b"/".to_vec());
-    let plan = match exec::plan(ctx, &abs, &raw, &cwd, argv) {
+    let plan = exec::plan(ctx, &abs, &raw, &cwd, argv, &mut env);
+    if let (Some(st), Some(t)) = (env, ctx.tracees.get_mut(&pid)) {
+        t.ldso = st.memo;
+    }
+    let plan = match plan {
         Ok(p) => p,
         Err(e) => return fail(ctx, r, e),
     };
@@ -1036,6 +1060,21 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     ) else {
         return fail(ctx, r, Errno::EFAULT);
     };
+    if let Some(env) = &plan.env {
+        let mut eptrs = Vec::with_capacity(env.len() + 1);
+        for e in env {
+            match scratch.push_cstr(pid, e) {
+                Ok(p) => eptrs.push(p),
+                Err(e) => return fail(ctx, r, e),
+            }
+        }
+        eptrs.push(0);
+        let bytes: Vec<u8> = eptrs.iter().flat_map(|p| p.to_ne_bytes()).collect();
+        match scratch.push(pid, &bytes) {
+            Ok(a) => r.set_arg(envp_i, a),
+            Err(e) => return fail(ctx, r, e),
+        }
+    }
     if n == nr::EXECVEAT {
         r.set_arg(0, AT_FDCWD as u64);
         r.set_arg(4, r.arg(4) & !AT_EMPTY_PATH);

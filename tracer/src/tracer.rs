@@ -220,6 +220,8 @@ pub struct Tracee {
     /// directory bound at two guest paths has two names, and the kernel's cwd cannot tell
     /// which one the guest used. Trusted only while it still maps to the kernel's cwd.
     pub cwd: Option<Vec<u8>>,
+    /// `-q`: LD_LIBRARY_PATH as made for host programs and the guest's own (inherited).
+    pub ldso: crate::exec::LdsoMemo,
 }
 
 pub struct Ctx<'a> {
@@ -280,7 +282,28 @@ pub fn run(
         in_rootfs: cfg.glue,
         ..Glue::default()
     };
-    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, &mut glue);
+    let mut wanted = cfg.bindings.clone();
+    if cfg.qemu.is_some() {
+        // The host's programs (the emulator, host ELFs) and their libraries, for the guest.
+        wanted.push(crate::Binding {
+            host: b"/".to_vec(),
+            guest: crate::HOST_ROOTFS.to_vec(),
+            readonly: false,
+            nofollow: false,
+        });
+        // A guest's /etc/ld.so.preload names guest libraries, which the host's loader must not
+        // load into the emulator (PRoot binds /dev/null there too). Without one there is
+        // nothing to hide, and no file to make for the binding.
+        if root.join("etc/ld.so.preload").exists() {
+            wanted.push(crate::Binding {
+                host: b"/dev/null".to_vec(),
+                guest: b"/etc/ld.so.preload".to_vec(),
+                readonly: false,
+                nofollow: false,
+            });
+        }
+    }
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &wanted, &mut glue);
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -683,6 +706,46 @@ pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
     let _ = sys::ptrace_restart(pid, ctx.p2, sig);
 }
 
+/// What a new task inherits from the one that created it. The child's first stop may be
+/// reported before its creator's fork/clone event: whichever comes first fills the state and
+/// the other keeps it.
+fn inherit(ctx: &mut Ctx, parent: Pid, child: Pid) {
+    let Some(p) = ctx.tracees.get(&parent) else {
+        return;
+    };
+    let (exe, creds, cwd, ldso) = (p.exe.clone(), p.creds, p.cwd.clone(), p.ldso.clone());
+    let t = ctx.tracees.entry(child).or_default();
+    if t.exe.is_none() {
+        t.exe = exe;
+    }
+    if t.creds.is_none() {
+        t.creds = creds;
+    }
+    if t.cwd.is_none() {
+        t.cwd = cwd;
+    }
+    if t.ldso.host.is_none() && t.ldso.guest.is_none() {
+        t.ldso = ldso;
+    }
+}
+
+/// The task a new one was made by, from /proc/PID/status (proc(5)): its thread group leader
+/// for a thread, else its parent (PPid shows the real parent, not the tracer).
+fn creator(pid: Pid) -> Option<Pid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<i32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let tgid = field("Tgid:")?;
+    if tgid != pid.as_raw() {
+        return Some(Pid::from_raw(tgid));
+    }
+    field("PPid:").map(Pid::from_raw)
+}
+
 fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
     const SECCOMP: i32 = Event::PTRACE_EVENT_SECCOMP as i32;
     const FORK: i32 = Event::PTRACE_EVENT_FORK as i32;
@@ -706,21 +769,7 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
         }
         FORK | VFORK | CLONE => {
             if let Ok(new) = ptrace::getevent(pid) {
-                let new = Pid::from_raw(new as i32);
-                let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
-                let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
-                let cwd = ctx.tracees.get(&pid).and_then(|t| t.cwd.clone());
-                // A child may already have reported its first stop; keep its state then.
-                let t = ctx.tracees.entry(new).or_default();
-                if t.exe.is_none() {
-                    t.exe = exe;
-                }
-                if t.creds.is_none() {
-                    t.creds = creds;
-                }
-                if t.cwd.is_none() {
-                    t.cwd = cwd;
-                }
+                inherit(ctx, pid, Pid::from_raw(new as i32));
             }
             resume(ctx, pid, 0);
         }
@@ -760,6 +809,13 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             resume(ctx, pid, 0);
         }
         STOP => {
+            if !ctx.tracees.contains_key(&pid) {
+                // A new task whose creator's fork/clone event is still to come: it must not
+                // run (its next stop may be an execve) without what it inherits.
+                if let Some(parent) = creator(pid) {
+                    inherit(ctx, parent, pid);
+                }
+            }
             ctx.tracees.entry(pid).or_default();
             // Group-stop (stopped by SIGSTOP/SIGTSTP…) or the first stop of a new child: in a
             // group-stop PTRACE_GETSIGINFO fails with EINVAL (ptrace(2), "Group-stop").

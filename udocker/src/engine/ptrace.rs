@@ -36,6 +36,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
         glue: true,
         last_exit_status: false,
         verbose,
+        qemu: None,
     }
 }
 
