@@ -174,6 +174,8 @@ install_packages() {
     # The R1/R2/R3 execution modes' runtimes (tests/tests/runc.rs runs both).
     have_cmd runc || need+=(runc)
     have_cmd crun || need+=(crun)
+    # `proot -q` end-to-end test: an aarch64 program through qemu-user.
+    have_cmd qemu-aarch64-static || need+=(qemu-user-static)
     if ((${#need[@]} == 0)); then
         say "packages: all present"
         return

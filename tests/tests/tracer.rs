@@ -1110,3 +1110,114 @@ fn glue_two_names_and_fake_root_mknod() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Foreign programs (-q)
+// ---------------------------------------------------------------------------------------------
+
+/// A static aarch64 ELF, made here (no cross compiler needed): `openat(AT_FDCWD, path)`,
+/// `read` 256 bytes of it, `write` them to stdout, `exit(0)`. Its system calls reach the
+/// tracer through the emulator, so what it prints shows they were translated.
+fn aarch64_cat(path: &str) -> Vec<u8> {
+    let movz = |d: u32, imm: u32| 0xD280_0000 | imm << 5 | d;
+    let movn = |d: u32, imm: u32| 0x9280_0000 | imm << 5 | d;
+    let adr = |d: u32, off: u32| 0x1000_0000 | (off & 3) << 29 | ((off >> 2) & 0x7ffff) << 5 | d;
+    const SVC0: u32 = 0xD400_0001;
+    const SUB_SP_256: u32 = 0xD104_03FF; // sub sp, sp, #256
+    const MOV_X1_SP: u32 = 0x9100_03E1; // add x1, sp, #0
+    const MOV_X2_X0: u32 = 0xAA00_03E2; // orr x2, xzr, x0
+    let mut code = vec![
+        movn(0, 99), // x0 = -100: AT_FDCWD
+        0,           // adr x1, path (below)
+        movz(2, 0),
+        movz(8, 56), // openat
+        SVC0,
+        SUB_SP_256,
+        MOV_X1_SP,
+        movz(2, 256),
+        movz(8, 63), // read(fd, sp, 256)
+        SVC0,
+        MOV_X2_X0,
+        movz(0, 1),
+        MOV_X1_SP,
+        movz(8, 64), // write(1, sp, n)
+        SVC0,
+        movz(0, 0),
+        movz(8, 93), // exit(0)
+        SVC0,
+    ];
+    code[1] = adr(1, (code.len() as u32 - 1) * 4);
+    let mut body: Vec<u8> = code.iter().flat_map(|c| c.to_le_bytes()).collect();
+    body.extend_from_slice(path.as_bytes());
+    body.push(0);
+    let (base, eh, ph) = (0x40_0000u64, 64u64, 56u64);
+    let total = eh + ph + body.len() as u64;
+    let mut f = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + eh + ph).to_le_bytes()); // entry
+    f.extend_from_slice(&eh.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for v in [eh as u16, ph as u16, 1, 0, 0, 0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    f.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    for v in [0, base, base, total, total, 0x1000] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&body);
+    f
+}
+
+fn host_command(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    names.iter().find_map(|n| {
+        path.split(':')
+            .map(|d| Path::new(d).join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `-q QEMU`: a program for another machine runs through the emulator with its system calls
+/// translated (it reads a file that exists only in the guest); a guest shell (a host-machine
+/// program: PRoot's mixed mode, run with the host's loader under /host-rootfs) starts it too,
+/// with argv[0] and the guest's LD_LIBRARY_PATH handed to the emulator, not applied to it.
+#[test]
+fn qemu_runs_foreign_programs() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let Some(qemu) = host_command(&["qemu-aarch64-static", "qemu-aarch64"]) else {
+        eprintln!("SKIP qemu_runs_foreign_programs: no qemu-aarch64(-static) in PATH (apt-get install qemu-user-static)");
+        return;
+    };
+    let dir = scratch("qemu");
+    fs::write(dir.path().join("data"), "only in the guest\n").expect("write");
+    let probe = dir.path().join("probe");
+    fs::write(&probe, aarch64_cat("/qx/data")).expect("write");
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o755)).expect("chmod");
+    chown_user(dir.path());
+    let q = qemu.display().to_string();
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode)
+            .bind(dir.path(), "/qx")
+            .opt("-q")
+            .opt(&q)
+            .var("PROOT_DONT_POLLUTE_ROOTFS", "1");
+        assert_eq!(g.ok(&["/qx/probe"]), "only in the guest\n", "{mode:?}");
+        let script = format!(
+            "LD_LIBRARY_PATH=/nowhere /qx/probe && echo done; test -x /host-rootfs{q} && echo host"
+        );
+        assert_eq!(
+            g.ok(&["/bin/sh", "-c", &script]),
+            "only in the guest\ndone\nhost\n",
+            "{mode:?}"
+        );
+        // Without -q the kernel cannot run it (ENOEXEC: the shell reports 126).
+        let o = Guest::new(&env, &root, mode).sh("/qx/probe");
+        assert_ne!(o.status.code(), Some(0), "{mode:?}: {}", show(&o));
+    }
+}
