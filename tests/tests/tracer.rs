@@ -1221,3 +1221,64 @@ fn qemu_runs_foreign_programs() {
         assert_ne!(o.status.code(), Some(0), "{mode:?}: {}", show(&o));
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// AF_UNIX addresses
+// ---------------------------------------------------------------------------------------------
+
+/// Every call that takes or gives back an AF_UNIX path (bind, connect, sendto, sendmsg,
+/// getsockname, getpeername, accept, recvfrom, recvmsg) in a directory whose guest path is
+/// short and whose host path is longer than sun_path's 108 bytes (the tracer goes through a
+/// short alias) and in one where both fit: the guest sees its own paths throughout, and the
+/// sockets are made where the guest put them.
+#[test]
+fn unix_socket_paths_long_and_short() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let dir = scratch("unix");
+    let long = dir.path().join("d".repeat(110));
+    fs::create_dir(&long).expect("mkdir");
+    let short = dir.path().join("s");
+    fs::create_dir(&short).expect("mkdir");
+    fs::copy(probe_bin("unixsock"), dir.path().join("unixsock")).expect("copy probe");
+    chown_user(dir.path());
+    let want = |d: &str| {
+        format!(
+            "getsockname {d}/client (len {c})\n\
+             recvfrom hello from {d}/client (len {c})\n\
+             recvmsg again from {d}/client (len {c})\n\
+             recvfrom small cut len LEN\n\
+             accept {d}/cli2 (len {c2})\n\
+             getpeername {d}/stream (len {c})\n\
+             bind again: Address already in use\n",
+            c = d.len() + 10, // family, "/client", NUL
+            c2 = d.len() + 8,
+        )
+    };
+    for mode in MODES {
+        for (host, guest) in [(&long, "/s"), (&short, "/short")] {
+            let g = Guest::new(&env, &root, mode)
+                .bind(dir.path(), "/x")
+                .bind(host, guest);
+            let out = g.ok(&["/x/unixsock", guest]);
+            // The length reported for a cut address is the host's (the whole path is not there
+            // to translate): not compared.
+            let out: String = out
+                .lines()
+                .map(|l| match l.strip_prefix("recvfrom small cut len ") {
+                    Some(_) => "recvfrom small cut len LEN".to_string(),
+                    None => l.to_string(),
+                })
+                .map(|l| l + "\n")
+                .collect();
+            assert_eq!(out, want(guest), "{mode:?} {guest}");
+            for s in ["dgram", "client", "stream", "cli2"] {
+                use std::os::unix::fs::FileTypeExt;
+                let m = fs::symlink_metadata(host.join(s)).expect("socket file on the host");
+                assert!(m.file_type().is_socket(), "{mode:?} {s}");
+                fs::remove_file(host.join(s)).expect("rm");
+            }
+        }
+    }
+}

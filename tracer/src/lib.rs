@@ -12,6 +12,7 @@ mod exec;
 mod mem;
 pub mod path;
 mod seccomp;
+mod sockets;
 mod sys;
 mod syscalls;
 mod tracer;

@@ -866,34 +866,63 @@ fn save(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) {
 
 /// Calls traced for reasons other than a path argument (AF_UNIX socket addresses, …).
 fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction) -> bool {
+    use crate::sockets;
     let n = r.nr();
-    if matches!(n, nr::GETSOCKNAME | nr::GETPEERNAME) {
-        save(
-            ctx,
-            pid,
-            orig,
-            ExitAction::SockName {
-                addr: r.arg(1),
-                lenp: r.arg(2),
-            },
-        );
-        return true;
+    let name_out = match n {
+        nr::GETSOCKNAME | nr::GETPEERNAME | nr::ACCEPT | nr::ACCEPT4 => {
+            Some((r.arg(1), r.arg(2), sockets::room(pid, r.arg(2))))
+        }
+        nr::RECVFROM => Some((r.arg(4), r.arg(5), sockets::room(pid, r.arg(5)))),
+        nr::RECVMSG => sockets::recvmsg_name(pid, r.arg(1)),
+        _ => None,
+    };
+    if let Some((addr, lenp, cap)) = name_out {
+        if addr != 0 && lenp != 0 && cap > 0 {
+            save(ctx, pid, orig, ExitAction::SockName { addr, lenp, cap });
+            return true;
+        }
+        return save_unless_restore(ctx, pid, orig, action);
     }
-    if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO) {
+    if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO | nr::SENDMSG) {
         let mut r = r;
-        let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
-        let (addr, len) = (r.arg(ai), r.arg(li) as usize);
-        if let Some(new) = translate_sockaddr(ctx, pid, addr, len) {
-            let mut scratch = Scratch::below(r.sp());
-            if let Ok(a) = scratch.push(pid, &new) {
-                r.set_arg(ai, a);
-                r.set_arg(li, new.len() as u64);
+        let mut scratch = Scratch::below(r.sp());
+        let changed = if n == nr::SENDMSG {
+            sockets::sendmsg_header(ctx, pid, r.arg(1), &mut scratch)
+                .map(|a| a.map(|a| r.set_arg(1, a)))
+        } else {
+            let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
+            let (addr, len) = (r.arg(ai), r.arg(li) as usize);
+            sockets::to_host(ctx, pid, addr, len, n != nr::BIND).and_then(|new| match new {
+                Some(new) => {
+                    let a = scratch.push(pid, &new)?;
+                    r.set_arg(ai, a);
+                    r.set_arg(li, new.len() as u64);
+                    Ok(Some(()))
+                }
+                None => Ok(None),
+            })
+        };
+        match changed {
+            Ok(Some(())) => {
                 setregs(pid, &r);
                 save(ctx, pid, orig, action);
                 return true;
             }
+            Ok(None) => {}
+            Err(e) => {
+                // What the kernel would have said resolving the guest's path itself.
+                r.set_nr(-1);
+                setregs(pid, &r);
+                save(ctx, pid, orig, ExitAction::Return(-(e as i64)));
+                return true;
+            }
         }
     }
+    save_unless_restore(ctx, pid, orig, action)
+}
+
+/// Ask for the exit stop only when something must be done there.
+fn save_unless_restore(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) -> bool {
     if !matches!(action, ExitAction::Restore) {
         save(ctx, pid, orig, action);
         return true;
@@ -901,40 +930,9 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
     false
 }
 
-/// An AF_UNIX address with a filesystem path: translate it (abstract and unnamed ones pass).
-fn translate_sockaddr(ctx: &Ctx, pid: Pid, addr: u64, len: usize) -> Option<Vec<u8>> {
-    if addr == 0 || !(3..=110).contains(&len) {
-        return None;
-    }
-    let raw = mem::read(pid, addr, len).ok()?;
-    let family = u16::from_ne_bytes([raw[0], raw[1]]);
-    if family != libc::AF_UNIX as u16 || raw[2] == 0 {
-        return None;
-    }
-    let path: Vec<u8> = raw[2..].iter().copied().take_while(|b| *b != 0).collect();
-    // A relative name without `..` is found by the kernel from the (host) working directory
-    // just as in the guest, and getsockname must give it back as it was bound.
-    if path[0] != b'/' && !path.split(|b| *b == b'/').any(|c| c == b"..") {
-        return None;
-    }
-    let abs = if path[0] == b'/' {
-        path
-    } else {
-        let mut b = base_dir(ctx, pid, AT_FDCWD)?;
-        b.push(b'/');
-        b.extend_from_slice(&path);
-        b
-    };
-    let (_, h) = ctx.tr.resolve(&ctx.fs, &abs, true).ok()?;
-    // sun_path holds 108 bytes; a longer host path cannot be expressed (ENAMETOOLONG would be
-    // wrong for the guest): leave the call as it is rather than truncate.
-    if h.len() >= 108 {
-        return None;
-    }
-    let mut out = raw[..2].to_vec();
-    out.extend_from_slice(&h);
-    out.push(0);
-    Some(out)
+/// The guest's working directory (for relative names outside the path table).
+pub fn guest_cwd(ctx: &Ctx, pid: Pid) -> Option<Vec<u8>> {
+    base_dir(ctx, pid, AT_FDCWD)
 }
 
 /// A NULL-terminated array of strings (execve's argv or envp), bounded like the kernel:
@@ -1197,28 +1195,10 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
-        ExitAction::SockName { addr, lenp } => {
+        ExitAction::SockName { addr, lenp, cap } => {
             // An AF_UNIX name is a host path: give the guest its own path back.
-            if ret == 0 && addr != 0 && lenp != 0 {
-                if let Ok(lb) = mem::read(pid, lenp, 4) {
-                    let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
-                    if let Ok(raw) = mem::read(pid, addr, len.min(110)) {
-                        if raw.len() > 2
-                            && u16::from_ne_bytes([raw[0], raw[1]]) == libc::AF_UNIX as u16
-                            && raw[2] != 0
-                        {
-                            let host: Vec<u8> =
-                                raw[2..].iter().copied().take_while(|b| *b != 0).collect();
-                            if let Some(g) = ctx.tr.to_guest(&host) {
-                                let mut out = raw[..2].to_vec();
-                                out.extend_from_slice(&g);
-                                out.push(0);
-                                let _ = mem::write(pid, addr, &out[..out.len().min(len)]);
-                                let _ = mem::write(pid, lenp, &(out.len() as u32).to_ne_bytes());
-                            }
-                        }
-                    }
-                }
+            if ret >= 0 {
+                crate::sockets::exit_name(ctx, pid, addr, lenp, cap);
             }
         }
         ExitAction::ResIds { ptrs, ids } => {

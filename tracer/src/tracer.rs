@@ -42,7 +42,9 @@ pub enum ExitAction {
     /// getresuid/getresgid with a fake id: real, effective, saved.
     ResIds { ptrs: [u64; 3], ids: [u32; 3] },
     /// getsockname/getpeername: AF_UNIX host path back to the guest's.
-    SockName { addr: u64, lenp: u64 },
+    /// getsockname/getpeername/accept/recvfrom/recvmsg: an AF_UNIX host path written at
+    /// `addr` (length at `lenp`, `cap` bytes of room) back to the guest's.
+    SockName { addr: u64, lenp: u64, cap: u32 },
     /// uname with `-k`.
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
@@ -234,6 +236,8 @@ pub struct Ctx<'a> {
     /// Whether a guest ld.so understands `--argv0` (glibc >= 2.33), by host path.
     pub loader_argv0: HashMap<Vec<u8>, bool>,
     pub tracees: HashMap<Pid, Tracee>,
+    /// Short aliases for AF_UNIX paths too long once translated (see sockets.rs).
+    pub sock_aliases: crate::sockets::Aliases,
 }
 
 impl Ctx<'_> {
@@ -322,6 +326,9 @@ pub fn run(
             cfg.fake_id.is_some(),
             cfg.kernel_release.is_some(),
             cfg.bindings.iter().any(|b| b.readonly),
+            // With the host's / as the guest's and nothing bound, paths are the same on both
+            // sides: sendmsg/recvmsg need not stop (see sockets.rs for the cost).
+            !(root.as_os_str() == "/" && wanted.is_empty()),
         ) {
             Ok(f) => Some(f),
             Err(e) if cfg.mode == Mode::Auto => {
@@ -404,6 +411,7 @@ pub fn run(
         p2,
         loader_argv0: HashMap::new(),
         tracees: HashMap::new(),
+        sock_aliases: Default::default(),
     };
     ctx.tracees.insert(
         child,
@@ -495,6 +503,7 @@ pub fn run(
         }
     }
     glue.remove();
+    ctx.sock_aliases.remove();
     // PRoot's rule counts normal exits only (the victims of a kill are no answer); with
     // --kill-on-exit the first process ends the run and gives its status.
     let status = if cfg.last_exit_status && !cfg.kill_on_exit {
