@@ -108,7 +108,27 @@ impl std::error::Error for TracerError {}
 /// when it was killed by signal N.
 pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
     let program = argv.first().cloned().unwrap_or_default();
-    tracer::run(cfg, &program, argv, envp)
+    tracer::run(cfg, &program, argv, envp).map(|o| o.status)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// As [`run`] returns it.
+    pub status: i32,
+    /// The first program could not be executed: the path its execve(2) named and the errno
+    /// (the status is then 127, as a shell reports it).
+    pub start_error: Option<(Vec<u8>, i32)>,
+}
+
+/// As [`run_program`], with why the first program could not start when it could not.
+pub fn run_program_outcome(
+    cfg: &Config,
+    program: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+) -> Result<Outcome, TracerError> {
+    tracer::run(cfg, program, argv, envp)
 }
 
 /// As [`run`], with the program to execute given apart from argv (argv[0] stays as typed, as a
@@ -119,5 +139,5 @@ pub fn run_program(
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
 ) -> Result<i32, TracerError> {
-    tracer::run(cfg, program, argv, envp)
+    tracer::run(cfg, program, argv, envp).map(|o| o.status)
 }

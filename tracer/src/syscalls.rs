@@ -1221,5 +1221,16 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             }
         }
     }
+    // The first program could not be started (what the caller reports, as execvp's caller
+    // would: PRoot prints it).
+    if ctx.start_error.is_none()
+        && out.ret() < 0
+        && matches!(saved.orig.nr(), nr::EXECVE | nr::EXECVEAT)
+        && ctx.tracees.get(&pid).is_some_and(|t| t.preexec)
+    {
+        let i = if saved.orig.nr() == nr::EXECVE { 0 } else { 1 };
+        let path = mem::read_cstr(pid, saved.orig.arg(i), PATH_MAX).unwrap_or_default();
+        ctx.start_error = Some((path, Errno::from_raw(-out.ret() as i32)));
+    }
     setregs(pid, &out);
 }

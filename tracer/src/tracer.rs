@@ -238,6 +238,8 @@ pub struct Ctx<'a> {
     pub tracees: HashMap<Pid, Tracee>,
     /// Short aliases for AF_UNIX paths too long once translated (see sockets.rs).
     pub sock_aliases: crate::sockets::Aliases,
+    /// Why the first program could not be executed (the path it named, the error).
+    pub start_error: Option<(Vec<u8>, Errno)>,
 }
 
 impl Ctx<'_> {
@@ -270,7 +272,7 @@ pub fn run(
     program: &[u8],
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
-) -> Result<i32, TracerError> {
+) -> Result<crate::Outcome, TracerError> {
     if argv.is_empty() {
         return Err(TracerError::Config("no command".into()));
     }
@@ -412,6 +414,7 @@ pub fn run(
         loader_argv0: HashMap::new(),
         tracees: HashMap::new(),
         sock_aliases: Default::default(),
+        start_error: None,
     };
     ctx.tracees.insert(
         child,
@@ -511,7 +514,10 @@ pub fn run(
     } else {
         main_status
     };
-    Ok(status.unwrap_or(0))
+    Ok(crate::Outcome {
+        status: status.unwrap_or(0),
+        start_error: ctx.start_error.map(|(p, e)| (p, e as i32)),
+    })
 }
 
 /// Mount points the guest lacks, made for it (PRoot's "glue"): created in the rootfs when
@@ -792,6 +798,8 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 ctx.tracees.remove(&pid);
             }
             t.preexec = false;
+            // Started after all (execvp's fallback to /bin/sh).
+            ctx.start_error = None;
             if let Some(e) = t.pending_exe.take() {
                 t.pending_comm = t.exec_comm.take();
                 t.exe = Some(e);

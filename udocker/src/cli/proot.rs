@@ -324,6 +324,16 @@ fn run(args: &[String]) -> Result<u8, String> {
         verbose,
         qemu,
     };
-    let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
-    Ok(code.clamp(0, 255) as u8)
+    let out =
+        tracer::run_program_outcome(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
+    if let Some((path, errno)) = &out.start_error {
+        // PRoot's words for a program it could not start (strerror(3)'s text).
+        let text = std::io::Error::from_raw_os_error(*errno).to_string();
+        eprintln!(
+            "proot error: execve(\"{}\"): {}",
+            String::from_utf8_lossy(path),
+            text.split(" (os error").next().unwrap_or(&text)
+        );
+    }
+    Ok(out.status.clamp(0, 255) as u8)
 }
