@@ -1258,9 +1258,12 @@ fn unix_socket_paths_long_and_short() {
     };
     for mode in MODES {
         for (host, guest) in [(&long, "/s"), (&short, "/short")] {
+            // Mount points made privately: the fixture rootfs is shared with other tests
+            // (apt_get_install_as_fake_root copies it while they run).
             let g = Guest::new(&env, &root, mode)
                 .bind(dir.path(), "/x")
-                .bind(host, guest);
+                .bind(host, guest)
+                .var("PROOT_DONT_POLLUTE_ROOTFS", "1");
             let out = g.ok(&["/x/unixsock", guest]);
             // The length reported for a cut address is the host's (the whole path is not there
             // to translate): not compared.

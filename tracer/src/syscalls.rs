@@ -502,10 +502,24 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
         nr::EXECVE | nr::EXECVEAT => return enter_exec(ctx, pid, r),
         nr::IO_URING_SETUP => return skip(ctx, r, -(libc::ENOSYS as i64)),
         nr::CHROOT => {
-            // chroot(2) to the guest's own root is a no-op every program may do (dpkg, apt
-            // maintainer scripts); anything else needs privileges the guest does not have.
+            // chroot(2) to the guest's own root is a no-op a (fake) root may do (dpkg, apt
+            // maintainer scripts); anything else needs privileges the guest does not have,
+            // and an unprivileged guest is refused even `/` (CAP_SYS_CHROOT, chroot(2)).
+            let privileged = match ctx.cfg.fake_id {
+                Some((u, g)) => fake_root(ctx, pid, u, g),
+                None => ctx.uid == 0,
+            };
+            // The guest's root under any name (`/`, `/tmp/..`): the same directory.
+            let same_dir = |a: &[u8], b: &[u8]| {
+                let st = |p: &[u8]| nix::sys::stat::stat(std::ffi::OsStr::from_bytes(p)).ok();
+                matches!((st(a), st(b)), (Some(x), Some(y)) if (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino))
+            };
             let v = match resolve_arg(ctx, pid, &r, &p(0, Follow::Yes), false) {
-                Ok(Some((g, _))) if g == b"/" => 0,
+                Ok(Some((g, h)))
+                    if privileged && (g == b"/" || same_dir(&h, &ctx.tr.map(b"/"))) =>
+                {
+                    0
+                }
                 Ok(Some(_)) => -(libc::EPERM as i64),
                 Ok(None) => -(libc::ENOENT as i64),
                 Err(e) => -(e as i64),
@@ -556,7 +570,9 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                 }
                 return skip(ctx, r, v);
             }
-            nr::FCHOWN => return skip(ctx, r, 0),
+            // A fake root's chown succeeds without effect; any other fake id has no such
+            // privilege, and the kernel answers for the real user (chown(2): EPERM).
+            nr::FCHOWN if fake_root(ctx, pid, uid, gid) => return skip(ctx, r, 0),
             nr::GETRESUID | nr::GETRESGID => {
                 let c = ctx
                     .tracees
@@ -575,7 +591,7 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                 );
                 return true;
             }
-            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT => {
+            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT if fake_root(ctx, pid, uid, gid) => {
                 // Succeed without effect, but only on a path that exists (as root would).
                 if let Some(specs) = spec(n) {
                     match resolve_arg(ctx, pid, &r, &specs[0], false) {
@@ -809,6 +825,16 @@ fn openat2_scoped(ctx: &Ctx, pid: Pid, r: &Regs) -> Option<Result<(), Errno>> {
         }
     }
     None
+}
+
+/// Does the guest process hold a fake root's effective id (`-0`, or `-i` then setuid(0))?
+fn fake_root(ctx: &Ctx, pid: Pid, uid: u32, gid: u32) -> bool {
+    ctx.tracees
+        .get(&pid)
+        .and_then(|t| t.creds)
+        .unwrap_or(crate::tracer::Creds::new(uid, gid))
+        .uid[1]
+        == 0
 }
 
 /// Would this call change the file system at its path arguments? (For read-only bindings.)

@@ -721,6 +721,52 @@ pub fn resume(ctx: &Ctx, pid: Pid, sig: i32) {
     let _ = sys::ptrace_restart(pid, ctx.p2, sig);
 }
 
+/// The ids in the new image's auxiliary vector (getauxval(3): AT_UID, AT_EUID, AT_GID,
+/// AT_EGID) are the fake ones, as the id calls report them. The stack at the exec stop holds
+/// argc, argv[], NULL, envp[], NULL, then (type, value) pairs up to AT_NULL (the ELF ABI's
+/// process entry layout); the loader we exec hands the same vector on to the program.
+fn fake_auxv_ids(pid: Pid, sp: u64, c: &Creds) {
+    const AT_NULL: u64 = 0;
+    let Ok(argc) = crate::mem::read_u64(pid, sp) else {
+        return;
+    };
+    // Past argv and its NULL, then envp up to its NULL (bounded: the kernel's own limits keep
+    // both far below this).
+    let mut p = sp + 8 + 8 * (argc.min(1 << 20) + 1);
+    let mut words = 0;
+    loop {
+        let Ok(v) = crate::mem::read_u64(pid, p) else {
+            return;
+        };
+        p += 8;
+        words += 1;
+        if v == 0 {
+            break;
+        }
+        if words > 1 << 20 {
+            return;
+        }
+    }
+    for _ in 0..128 {
+        let Ok(pair) = crate::mem::read(pid, p, 16) else {
+            return;
+        };
+        let kind = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
+        let value = match kind {
+            AT_NULL => return,
+            libc::AT_UID => Some(c.uid[0]),
+            libc::AT_EUID => Some(c.uid[1]),
+            libc::AT_GID => Some(c.gid[0]),
+            libc::AT_EGID => Some(c.gid[1]),
+            _ => None,
+        };
+        if let Some(v) = value {
+            let _ = crate::mem::write(pid, p + 8, &u64::from(v).to_ne_bytes());
+        }
+        p += 16;
+    }
+}
+
 /// What a new task inherits from the one that created it. The child's first stop may be
 /// reported before its creator's fork/clone event: whichever comes first fills the state and
 /// the other keeps it.
@@ -821,6 +867,12 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             // must not restore registers of the old program.
             if let Some(s) = &mut t.saved {
                 s.action = ExitAction::Exec;
+            }
+            if let Some((u, g)) = ctx.cfg.fake_id {
+                let c = t.creds.unwrap_or(Creds::new(u, g));
+                if let Ok(regs) = ptrace::getregs(pid) {
+                    fake_auxv_ids(pid, Regs(regs).sp(), &c);
+                }
             }
             ctx.tracees.insert(pid, t);
             resume(ctx, pid, 0);
