@@ -143,8 +143,14 @@ pub fn build(
     }
     // Socket calls that carry an AF_UNIX address only when a pointer argument is set: sendto's
     // destination, recvfrom's and accept's room for the peer's address. Traced just then, so
-    // ordinary socket reads and writes never stop (see sockets.rs).
-    for &(call, arg) in ADDRESS_CALLS {
+    // ordinary socket reads and writes never stop (see sockets.rs). The peer addresses need no
+    // translation back when paths are the same on both sides.
+    let address_calls: Vec<(i64, u8)> = ADDRESS_CALLS
+        .iter()
+        .copied()
+        .filter(|(c, _)| unix_msgs || *c == nr::SENDTO)
+        .collect();
+    for &(call, arg) in &address_calls {
         let cond = seccompiler::SeccompCondition::new(
             arg,
             seccompiler::SeccompCmpArgLen::Qword,
@@ -167,11 +173,11 @@ pub fn build(
     {
         let mut traced: Vec<u32> = rules
             .keys()
-            .filter(|k| !ADDRESS_CALLS.iter().any(|(c, _)| c == *k))
+            .filter(|k| !address_calls.iter().any(|(c, _)| c == *k))
             .map(|k| *k as u32)
             .collect();
         traced.sort_unstable();
-        if let Some(p) = bsearch_program(&traced) {
+        if let Some(p) = bsearch_program(&traced, &address_calls) {
             return Ok(p);
         }
     }
@@ -241,7 +247,7 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 /// list costs ~20 ns on every untraced call; `getppid` in a loop shows it). seccomp_data:
 /// nr at offset 0, arch at 4, args[i] at 16 + 8i (the low word first on little-endian).
 /// Returns None if a jump would not fit in BPF's 8-bit offsets (then seccompiler's is used).
-fn bsearch_program(traced: &[u32]) -> Option<Vec<libc::sock_filter>> {
+fn bsearch_program(traced: &[u32], address_calls: &[(i64, u8)]) -> Option<Vec<libc::sock_filter>> {
     let trace = libc::SECCOMP_RET_TRACE;
     let allow = libc::SECCOMP_RET_ALLOW;
     let mut p = vec![
@@ -254,7 +260,7 @@ fn bsearch_program(traced: &[u32]) -> Option<Vec<libc::sock_filter>> {
         ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
     ];
     // A call traced only with a pointer argument set (args[i] != 0, either word).
-    for &(call, arg) in ADDRESS_CALLS {
+    for &(call, arg) in address_calls {
         let lo = 16 + 8 * arg as u32;
         p.extend([
             ins(JEQ_K, 0, 6, call as u32),
@@ -399,10 +405,21 @@ mod tests {
             );
         }
         let plain = build(false, false, false, false).unwrap();
+        for call in [nr::SENDMSG, nr::RECVMSG, nr::RECVFROM, nr::ACCEPT] {
+            assert_eq!(
+                eval(&plain, call as u32, AUDIT_ARCH_X86_64, [3, 1, 1, 1, 1, 1]),
+                libc::SECCOMP_RET_ALLOW,
+                "{call} is not traced without translation"
+            );
+        }
         assert_eq!(
-            eval(&plain, nr::SENDMSG as u32, AUDIT_ARCH_X86_64, [0; 6]),
-            libc::SECCOMP_RET_ALLOW,
-            "sendmsg is not traced without translation"
+            eval(
+                &plain,
+                nr::SENDTO as u32,
+                AUDIT_ARCH_X86_64,
+                [3, 1, 1, 1, 1, 1]
+            ),
+            libc::SECCOMP_RET_TRACE
         );
         assert_eq!(
             eval(&p, 0x4000_0002, AUDIT_ARCH_X86_64, [0; 6]),
