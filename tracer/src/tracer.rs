@@ -41,7 +41,6 @@ pub enum ExitAction {
     StatIds { buf: u64, statx: bool },
     /// getresuid/getresgid with a fake id: real, effective, saved.
     ResIds { ptrs: [u64; 3], ids: [u32; 3] },
-    /// getsockname/getpeername: AF_UNIX host path back to the guest's.
     /// getsockname/getpeername/accept/recvfrom/recvmsg: an AF_UNIX host path written at
     /// `addr` (length at `lenp`, `cap` bytes of room) back to the guest's.
     SockName { addr: u64, lenp: u64, cap: u32 },
