@@ -176,6 +176,8 @@ install_packages() {
     have_cmd crun || need+=(crun)
     # The musl image (build_musl) and the F modes' musl tests: Debian's musl, musl-gcc.
     have_cmd musl-gcc || need+=(musl-tools musl-dev musl)
+    # `proot -q` end-to-end test: an aarch64 program through qemu-user.
+    have_cmd qemu-aarch64-static || need+=(qemu-user-static)
     if ((${#need[@]} == 0)); then
         say "packages: all present"
         return

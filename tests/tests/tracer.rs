@@ -1146,3 +1146,178 @@ fn guest_ptrace_is_emulated() {
         );
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// Foreign programs (-q)
+// ---------------------------------------------------------------------------------------------
+
+/// A static aarch64 ELF, made here (no cross compiler needed): `openat(AT_FDCWD, path)`,
+/// `read` 256 bytes of it, `write` them to stdout, `exit(0)`. Its system calls reach the
+/// tracer through the emulator, so what it prints shows they were translated.
+fn aarch64_cat(path: &str) -> Vec<u8> {
+    let movz = |d: u32, imm: u32| 0xD280_0000 | imm << 5 | d;
+    let movn = |d: u32, imm: u32| 0x9280_0000 | imm << 5 | d;
+    let adr = |d: u32, off: u32| 0x1000_0000 | (off & 3) << 29 | ((off >> 2) & 0x7ffff) << 5 | d;
+    const SVC0: u32 = 0xD400_0001;
+    const SUB_SP_256: u32 = 0xD104_03FF; // sub sp, sp, #256
+    const MOV_X1_SP: u32 = 0x9100_03E1; // add x1, sp, #0
+    const MOV_X2_X0: u32 = 0xAA00_03E2; // orr x2, xzr, x0
+    let mut code = vec![
+        movn(0, 99), // x0 = -100: AT_FDCWD
+        0,           // adr x1, path (below)
+        movz(2, 0),
+        movz(8, 56), // openat
+        SVC0,
+        SUB_SP_256,
+        MOV_X1_SP,
+        movz(2, 256),
+        movz(8, 63), // read(fd, sp, 256)
+        SVC0,
+        MOV_X2_X0,
+        movz(0, 1),
+        MOV_X1_SP,
+        movz(8, 64), // write(1, sp, n)
+        SVC0,
+        movz(0, 0),
+        movz(8, 93), // exit(0)
+        SVC0,
+    ];
+    code[1] = adr(1, (code.len() as u32 - 1) * 4);
+    let mut body: Vec<u8> = code.iter().flat_map(|c| c.to_le_bytes()).collect();
+    body.extend_from_slice(path.as_bytes());
+    body.push(0);
+    let (base, eh, ph) = (0x40_0000u64, 64u64, 56u64);
+    let total = eh + ph + body.len() as u64;
+    let mut f = b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0".to_vec();
+    f.extend_from_slice(&2u16.to_le_bytes()); // ET_EXEC
+    f.extend_from_slice(&183u16.to_le_bytes()); // EM_AARCH64
+    f.extend_from_slice(&1u32.to_le_bytes());
+    f.extend_from_slice(&(base + eh + ph).to_le_bytes()); // entry
+    f.extend_from_slice(&eh.to_le_bytes()); // phoff
+    f.extend_from_slice(&0u64.to_le_bytes()); // shoff
+    f.extend_from_slice(&0u32.to_le_bytes()); // flags
+    for v in [eh as u16, ph as u16, 1, 0, 0, 0] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&1u32.to_le_bytes()); // PT_LOAD
+    f.extend_from_slice(&5u32.to_le_bytes()); // R+X
+    for v in [0, base, base, total, total, 0x1000] {
+        f.extend_from_slice(&v.to_le_bytes());
+    }
+    f.extend_from_slice(&body);
+    f
+}
+
+fn host_command(names: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var("PATH").unwrap_or_default();
+    names.iter().find_map(|n| {
+        path.split(':')
+            .map(|d| Path::new(d).join(n))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `-q QEMU`: a program for another machine runs through the emulator with its system calls
+/// translated (it reads a file that exists only in the guest); a guest shell (a host-machine
+/// program: PRoot's mixed mode, run with the host's loader under /host-rootfs) starts it too,
+/// with argv[0] and the guest's LD_LIBRARY_PATH handed to the emulator, not applied to it.
+#[test]
+fn qemu_runs_foreign_programs() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let Some(qemu) = host_command(&["qemu-aarch64-static", "qemu-aarch64"]) else {
+        eprintln!("SKIP qemu_runs_foreign_programs: no qemu-aarch64(-static) in PATH (apt-get install qemu-user-static)");
+        return;
+    };
+    let dir = scratch("qemu");
+    fs::write(dir.path().join("data"), "only in the guest\n").expect("write");
+    let probe = dir.path().join("probe");
+    fs::write(&probe, aarch64_cat("/qx/data")).expect("write");
+    fs::set_permissions(&probe, fs::Permissions::from_mode(0o755)).expect("chmod");
+    chown_user(dir.path());
+    let q = qemu.display().to_string();
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode)
+            .bind(dir.path(), "/qx")
+            .opt("-q")
+            .opt(&q)
+            .var("PROOT_DONT_POLLUTE_ROOTFS", "1");
+        assert_eq!(g.ok(&["/qx/probe"]), "only in the guest\n", "{mode:?}");
+        let script = format!(
+            "LD_LIBRARY_PATH=/nowhere /qx/probe && echo done; test -x /host-rootfs{q} && echo host"
+        );
+        assert_eq!(
+            g.ok(&["/bin/sh", "-c", &script]),
+            "only in the guest\ndone\nhost\n",
+            "{mode:?}"
+        );
+        // Without -q the kernel cannot run it (ENOEXEC: the shell reports 126).
+        let o = Guest::new(&env, &root, mode).sh("/qx/probe");
+        assert_ne!(o.status.code(), Some(0), "{mode:?}: {}", show(&o));
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// AF_UNIX addresses
+// ---------------------------------------------------------------------------------------------
+
+/// Every call that takes or gives back an AF_UNIX path (bind, connect, sendto, sendmsg,
+/// getsockname, getpeername, accept, recvfrom, recvmsg) in a directory whose guest path is
+/// short and whose host path is longer than sun_path's 108 bytes (the tracer goes through a
+/// short alias) and in one where both fit: the guest sees its own paths throughout, and the
+/// sockets are made where the guest put them.
+#[test]
+fn unix_socket_paths_long_and_short() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let dir = scratch("unix");
+    let long = dir.path().join("d".repeat(110));
+    fs::create_dir(&long).expect("mkdir");
+    let short = dir.path().join("s");
+    fs::create_dir(&short).expect("mkdir");
+    fs::copy(probe_bin("unixsock"), dir.path().join("unixsock")).expect("copy probe");
+    chown_user(dir.path());
+    let want = |d: &str| {
+        format!(
+            "getsockname {d}/client (len {c})\n\
+             recvfrom hello from {d}/client (len {c})\n\
+             recvmsg again from {d}/client (len {c})\n\
+             recvfrom small cut len LEN\n\
+             accept {d}/cli2 (len {c2})\n\
+             getpeername {d}/stream (len {c})\n\
+             bind again: Address already in use\n",
+            c = d.len() + 10, // family, "/client", NUL
+            c2 = d.len() + 8,
+        )
+    };
+    for mode in MODES {
+        for (host, guest) in [(&long, "/s"), (&short, "/short")] {
+            // Mount points made privately: the fixture rootfs is shared with other tests
+            // (apt_get_install_as_fake_root copies it while they run).
+            let g = Guest::new(&env, &root, mode)
+                .bind(dir.path(), "/x")
+                .bind(host, guest)
+                .var("PROOT_DONT_POLLUTE_ROOTFS", "1");
+            let out = g.ok(&["/x/unixsock", guest]);
+            // The length reported for a cut address is the host's (the whole path is not there
+            // to translate): not compared.
+            let out: String = out
+                .lines()
+                .map(|l| match l.strip_prefix("recvfrom small cut len ") {
+                    Some(_) => "recvfrom small cut len LEN".to_string(),
+                    None => l.to_string(),
+                })
+                .map(|l| l + "\n")
+                .collect();
+            assert_eq!(out, want(guest), "{mode:?} {guest}");
+            for s in ["dgram", "client", "stream", "cli2"] {
+                use std::os::unix::fs::FileTypeExt;
+                let m = fs::symlink_metadata(host.join(s)).expect("socket file on the host");
+                assert!(m.file_type().is_socket(), "{mode:?} {s}");
+                fs::remove_file(host.join(s)).expect("rm");
+            }
+        }
+    }
+}

@@ -11,6 +11,11 @@ pub mod nr {
     pub const ACCESS: i64 = 21;
     pub const CONNECT: i64 = 42;
     pub const SENDTO: i64 = 44;
+    pub const ACCEPT: i64 = 43;
+    pub const RECVFROM: i64 = 45;
+    pub const SENDMSG: i64 = 46;
+    pub const RECVMSG: i64 = 47;
+    pub const ACCEPT4: i64 = 288;
     pub const BIND: i64 = 49;
     pub const GETSOCKNAME: i64 = 51;
     pub const GETPEERNAME: i64 = 52;

@@ -20,6 +20,8 @@ pub struct ExecPlan {
     pub program: Vec<u8>,
     /// argv[0] to write over the program path the loader received (no `--argv0` support).
     pub argv0_patch: Option<Vec<u8>>,
+    /// The new environment, when it changes (`-q`).
+    pub env: Option<Vec<Vec<u8>>>,
 }
 
 fn open_host(h: &[u8]) -> Result<File, Errno> {
@@ -144,6 +146,7 @@ pub fn plan(
     given: &[u8],
     cwd: &[u8],
     argv: Vec<Vec<u8>>,
+    env: &mut Option<EnvState>,
 ) -> Result<ExecPlan, Errno> {
     let mut guest = guest.to_vec();
     let mut given = given.to_vec();
@@ -181,49 +184,264 @@ pub fn plan(
             continue;
         }
         f.seek(SeekFrom::Start(0)).map_err(|_| Errno::EIO)?;
-        return match elf_interp(&mut f)? {
-            None => Ok(ExecPlan {
-                host_path: h,
-                argv,
-                program: g,
-                argv0_patch: None,
-            }),
-            Some(interp) => {
-                let (_, lh) = ctx
-                    .tr
-                    .resolve(&ctx.fs, &crate::path::normalize(&interp), true)?;
-                if nix::unistd::access(
-                    std::ffi::OsStr::from_bytes(&lh),
-                    nix::unistd::AccessFlags::F_OK,
-                )
-                .is_err()
-                {
-                    // What the kernel says when the interpreter is missing.
-                    return Err(Errno::ENOENT);
-                }
-                let argv0 = argv.first().cloned().unwrap_or_else(|| g.clone());
-                let mut new = vec![interp];
-                let mut argv0_patch = None;
-                if supports_argv0(ctx, &lh) {
-                    new.push(b"--argv0".to_vec());
-                    new.push(argv0);
-                } else if argv0 != g {
-                    // Older loaders give the program the path they were handed as argv[0]:
-                    // patched in place once the loader has opened the program.
-                    argv0_patch = Some(argv0);
-                }
-                new.push(g.clone());
-                new.extend(argv.into_iter().skip(1));
-                Ok(ExecPlan {
-                    host_path: lh,
-                    argv: new,
-                    program: g,
-                    argv0_patch,
-                })
-            }
-        };
+        if let Some(q) = ctx.cfg.qemu.clone() {
+            return plan_qemu(ctx, &q, f, h, g, given, argv, env);
+        }
+        let interp = elf_interp(&mut f)?;
+        return with_loader(ctx, interp, h, g.clone(), g, argv);
     }
     Err(Errno::ELOOP)
+}
+
+/// The exec of an ELF program: directly when it has no `PT_INTERP`, else through the loader
+/// `interp` (a guest path) with `path` (the guest path the loader opens) as its program.
+fn with_loader(
+    ctx: &mut Ctx,
+    interp: Option<Vec<u8>>,
+    host: Vec<u8>,
+    path: Vec<u8>,
+    program: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+) -> Result<ExecPlan, Errno> {
+    let Some(interp) = interp else {
+        return Ok(ExecPlan {
+            host_path: host,
+            argv,
+            program,
+            argv0_patch: None,
+            env: None,
+        });
+    };
+    let (_, lh) = ctx
+        .tr
+        .resolve(&ctx.fs, &crate::path::normalize(&interp), true)?;
+    if nix::unistd::access(
+        std::ffi::OsStr::from_bytes(&lh),
+        nix::unistd::AccessFlags::F_OK,
+    )
+    .is_err()
+    {
+        // What the kernel says when the interpreter is missing.
+        return Err(Errno::ENOENT);
+    }
+    let argv0 = argv.first().cloned().unwrap_or_else(|| path.clone());
+    let mut new = vec![interp];
+    let mut argv0_patch = None;
+    if supports_argv0(ctx, &lh) {
+        new.push(b"--argv0".to_vec());
+        new.push(argv0);
+    } else if argv0 != path {
+        // Older loaders give the program the path they were handed as argv[0]:
+        // patched in place once the loader has opened the program.
+        argv0_patch = Some(argv0);
+    }
+    new.push(path);
+    new.extend(argv.into_iter().skip(1));
+    Ok(ExecPlan {
+        host_path: lh,
+        argv: new,
+        program,
+        argv0_patch,
+        env: None,
+    })
+}
+
+/// ELF machine of the host (elf(5) `e_machine`): EM_X86_64. i386 programs count as foreign: the
+/// tracer follows x86_64 system calls only (its filter kills 32-bit calls), so an emulator is
+/// their only way to run.
+#[cfg(target_arch = "x86_64")]
+const HOST_MACHINE: u16 = 62;
+
+/// `/host-rootfs` + a host path: how the guest names a host file.
+fn on_host(p: &[u8]) -> Vec<u8> {
+    let mut v = crate::HOST_ROOTFS.to_vec();
+    v.extend_from_slice(p);
+    v
+}
+
+/// With an emulator (`-q`): a program that is not an ELF of the host's machine (or any program,
+/// with `force_foreign`) runs as `QEMU… [-E VAR=VAL | -U LD_LIBRARY_PATH]… -0 ARGV0 PATH ARGS…`
+/// where the `LD_*` variables meant for the guest's loader move from the environment to the
+/// emulator's command line, so that they do not apply to the emulator itself (a host program).
+/// The emulator and any host program ("mixed mode") then run with the host's loader, found
+/// under /host-rootfs, and an LD_LIBRARY_PATH that leads to the host's libraries there. The
+/// guest's own LD_LIBRARY_PATH is remembered so that a host program (a host shell) that runs a
+/// guest program hands the guest's value back to it (PRoot's behaviour, execve/ldso.c).
+#[allow(clippy::too_many_arguments)]
+fn plan_qemu(
+    ctx: &mut Ctx,
+    q: &crate::Qemu,
+    mut f: File,
+    h: Vec<u8>,
+    g: Vec<u8>,
+    given: Vec<u8>,
+    argv: Vec<Vec<u8>>,
+    env: &mut Option<EnvState>,
+) -> Result<ExecPlan, Errno> {
+    let mut head = [0u8; 20];
+    let n = read_full(&mut f, &mut head);
+    let machine =
+        (n >= 20 && &head[..4] == b"\x7fELF").then(|| u16::from_le_bytes([head[18], head[19]]));
+    let Some(state) = env.as_mut() else {
+        return Err(Errno::EFAULT);
+    };
+    let foreign = q.force_foreign || machine != Some(HOST_MACHINE);
+    let (host, path, argv) = if foreign {
+        let argv0 = argv.first().cloned().unwrap_or_else(|| given.clone());
+        let mut new = q.argv.clone();
+        new.extend(ldso_passthru(state));
+        new.push(b"-0".to_vec());
+        new.push(argv0);
+        new.push(given);
+        new.extend(argv.into_iter().skip(1));
+        let host = q.argv.first().cloned().ok_or(Errno::ENOENT)?;
+        f = open_host(&host)?;
+        (host.clone(), on_host(&host), new)
+    } else {
+        (h, g.clone(), argv)
+    };
+    f.seek(SeekFrom::Start(0)).map_err(|_| Errno::EIO)?;
+    // The host program's loader is a host path: the guest reaches it under /host-rootfs.
+    let interp = elf_interp(&mut f)?.map(|i| {
+        if i.first() == Some(&b'/') {
+            on_host(&i)
+        } else {
+            i
+        }
+    });
+    host_ldso_paths(state, &q.host_library_path);
+    let mut plan = with_loader(ctx, interp, host, path, g, argv)?;
+    plan.env = Some(state.env.clone());
+    Ok(plan)
+}
+
+fn read_full(f: &mut File, buf: &mut [u8]) -> usize {
+    let mut n = 0;
+    while n < buf.len() {
+        match f.read(&mut buf[n..]) {
+            Ok(0) | Err(_) => break,
+            Ok(k) => n += k,
+        }
+    }
+    n
+}
+
+/// The environment of an exec under `-q`, and what the process remembers across execs.
+#[derive(Debug)]
+pub struct EnvState {
+    pub env: Vec<Vec<u8>>,
+    pub memo: LdsoMemo,
+}
+
+/// Per process (inherited by children): the LD_LIBRARY_PATH entry made for host programs, and
+/// the guest's own entry it replaced (both whole `NAME=VALUE` strings).
+#[derive(Debug, Clone, Default)]
+pub struct LdsoMemo {
+    pub host: Option<Vec<u8>>,
+    pub guest: Option<Vec<u8>>,
+}
+
+fn env_name(e: &[u8]) -> &[u8] {
+    e.split(|b| *b == b'=').next().unwrap_or(e)
+}
+
+/// Variables of the guest's loader that must reach the emulated program and not the emulator:
+/// ld.so(8)'s environment.
+const LD_VARS: &[&[u8]] = &[
+    b"LD_LIBRARY_PATH",
+    b"LD_PRELOAD",
+    b"LD_BIND_NOW",
+    b"LD_TRACE_LOADED_OBJECTS",
+    b"LD_AOUT_LIBRARY_PATH",
+    b"LD_AOUT_PRELOAD",
+    b"LD_AUDIT",
+    b"LD_BIND_NOT",
+    b"LD_DEBUG",
+    b"LD_DEBUG_OUTPUT",
+    b"LD_DYNAMIC_WEAK",
+    b"LD_HWCAP_MASK",
+    b"LD_KEEPDIR",
+    b"LD_NOWARN",
+    b"LD_ORIGIN_PATH",
+    b"LD_POINTER_GUARD",
+    b"LD_PROFILE",
+    b"LD_PROFILE_OUTPUT",
+    b"LD_SHOW_AUXV",
+    b"LD_USE_LOAD_BIAS",
+    b"LD_VERBOSE",
+    b"LD_WARN",
+];
+
+/// Move the loader variables out of the environment into `-E NAME=VALUE` options (qemu-user's
+/// own syntax; each one lands in front of those before it, as PRoot orders them), or
+/// `-U LD_LIBRARY_PATH` when the guest has none: the emulator, a host program, needs the host
+/// value that is set afterwards and the guest program must not inherit it.
+fn ldso_passthru(state: &mut EnvState) -> Vec<Vec<u8>> {
+    let mut out: Vec<Vec<u8>> = Vec::new();
+    let mut seen_library_path = false;
+    let memo = state.memo.clone();
+    state.env.retain(|e| {
+        let name = env_name(e);
+        if !LD_VARS.contains(&name) || !e.contains(&b'=') {
+            return true;
+        }
+        let mut v = e.clone();
+        if name == b"LD_LIBRARY_PATH" {
+            seen_library_path = true;
+            // A host program (mixed mode) runs this guest program: give it back the guest's
+            // value, unless the host program set one of its own.
+            if let (Some(h), Some(gv)) = (&memo.host, &memo.guest) {
+                if e == h {
+                    v = gv.clone();
+                }
+            }
+        }
+        out.splice(0..0, [b"-E".to_vec(), v]);
+        false
+    });
+    if !seen_library_path {
+        out.splice(0..0, [b"-U".to_vec(), b"LD_LIBRARY_PATH".to_vec()]);
+    }
+    out
+}
+
+/// `LD_LIBRARY_PATH` for a host program: `initial` then the host's standard library
+/// directories, each absolute one under /host-rootfs (the guest's /lib holds the guest's
+/// libraries). DT_RPATH/DT_RUNPATH of the program are not read (PRoot adds them; the emulators
+/// distributions ship have none).
+fn host_ldso_paths(state: &mut EnvState, initial: &[u8]) {
+    const STANDARD: &[u8] = b"/lib/x86_64-linux-gnu:/usr/lib/x86_64-linux-gnu:/lib64:/usr/lib64:/usr/local/lib64:/lib:/usr/lib:/usr/local/lib";
+    let mut v = b"LD_LIBRARY_PATH=".to_vec();
+    let initial: &[u8] = if initial.is_empty() { b"/" } else { initial };
+    for (i, d) in initial
+        .split(|b| *b == b':')
+        .chain(STANDARD.split(|b| *b == b':'))
+        .enumerate()
+    {
+        if i > 0 {
+            v.push(b':');
+        }
+        if d.first() == Some(&b'/') {
+            v.extend_from_slice(crate::HOST_ROOTFS);
+        }
+        v.extend_from_slice(d);
+    }
+    match state
+        .env
+        .iter()
+        .position(|e| env_name(e) == b"LD_LIBRARY_PATH" && e.contains(&b'='))
+    {
+        Some(i) => {
+            if state.memo.guest.is_none() {
+                state.memo.guest = Some(state.env[i].clone());
+            }
+            state.env[i] = v.clone();
+        }
+        None => state.env.push(v.clone()),
+    }
+    if state.memo.host.is_none() {
+        state.memo.host = Some(v);
+    }
 }
 
 #[cfg(test)]

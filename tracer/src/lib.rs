@@ -14,6 +14,7 @@ pub mod net;
 pub mod path;
 mod ptrace_emu;
 mod seccomp;
+mod sockets;
 mod sys;
 mod syscalls;
 mod tracer;
@@ -64,7 +65,26 @@ pub struct Config {
     pub ports: Vec<net::PortMap>,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
+    /// `-q QEMU`: run foreign programs through a user-mode emulator (PRoot's option).
+    pub qemu: Option<Qemu>,
 }
+
+/// A user-mode emulator for programs built for another machine (PRoot's `-q`). The host's `/`
+/// is bound at [`HOST_ROOTFS`] in the guest; the emulator and every other host program (ELF of
+/// the host's machine: "mixed mode") run with the host's loader and libraries found through it.
+#[derive(Debug, Clone)]
+pub struct Qemu {
+    /// The emulator's command line; `argv[0]` is an absolute host path.
+    pub argv: Vec<Vec<u8>>,
+    /// Treat every program as foreign, host ELFs included (PRoot's PROOT_FORCE_FOREIGN_BINARY).
+    pub force_foreign: bool,
+    /// Library directories for host programs, as host paths (PRoot takes its own
+    /// LD_LIBRARY_PATH, else `/`); the host's standard directories follow them.
+    pub host_library_path: Vec<u8>,
+}
+
+/// Where the host's `/` appears in the guest when an emulator is in use (PRoot's name).
+pub const HOST_ROOTFS: &[u8] = b"/host-rootfs";
 
 #[derive(Debug)]
 pub enum TracerError {
@@ -92,7 +112,27 @@ impl std::error::Error for TracerError {}
 /// when it was killed by signal N.
 pub fn run(cfg: &Config, argv: &[Vec<u8>], envp: &[Vec<u8>]) -> Result<i32, TracerError> {
     let program = argv.first().cloned().unwrap_or_default();
-    tracer::run(cfg, &program, argv, envp)
+    tracer::run(cfg, &program, argv, envp).map(|o| o.status)
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    /// As [`run`] returns it.
+    pub status: i32,
+    /// The first program could not be executed: the path its execve(2) named and the errno
+    /// (the status is then 127, as a shell reports it).
+    pub start_error: Option<(Vec<u8>, i32)>,
+}
+
+/// As [`run_program`], with why the first program could not start when it could not.
+pub fn run_program_outcome(
+    cfg: &Config,
+    program: &[u8],
+    argv: &[Vec<u8>],
+    envp: &[Vec<u8>],
+) -> Result<Outcome, TracerError> {
+    tracer::run(cfg, program, argv, envp)
 }
 
 /// As [`run`], with the program to execute given apart from argv (argv[0] stays as typed, as a
@@ -103,5 +143,5 @@ pub fn run_program(
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
 ) -> Result<i32, TracerError> {
-    tracer::run(cfg, program, argv, envp)
+    tracer::run(cfg, program, argv, envp).map(|o| o.status)
 }

@@ -36,6 +36,12 @@ pub enum Kind {
 pub trait FsView {
     fn kind(&self, host: &[u8]) -> Option<Kind>;
     fn readlink(&self, host: &[u8]) -> Option<Vec<u8>>;
+    /// As `kind`, with the reason a lookup failed: going below a component that could not be
+    /// looked at fails as the kernel's own walk would (EACCES for a directory the user may not
+    /// search, not ENOENT).
+    fn kind_or_errno(&self, host: &[u8]) -> Result<Kind, Errno> {
+        self.kind(host).ok_or(Errno::ENOENT)
+    }
 }
 
 /// The real host file system (lstat(2), readlink(2)), as seen by one guest task: the
@@ -79,13 +85,17 @@ pub fn take_last_lstat(host: &[u8]) -> Option<libc::stat> {
 
 impl FsView for RealFs {
     fn kind(&self, host: &[u8]) -> Option<Kind> {
-        let c = std::ffi::CString::new(host).ok()?;
+        self.kind_or_errno(host).ok()
+    }
+
+    fn kind_or_errno(&self, host: &[u8]) -> Result<Kind, Errno> {
+        let c = std::ffi::CString::new(host).map_err(|_| Errno::EINVAL)?;
         let (rv, st) = crate::sys::fstatat(&c, libc::AT_SYMLINK_NOFOLLOW);
         if rv != 0 {
-            return None;
+            return Err(Errno::from_raw((-rv) as i32));
         }
         LAST_LSTAT.with(|l| *l.borrow_mut() = Some((host.to_vec(), st)));
-        Some(match st.st_mode & libc::S_IFMT {
+        Ok(match st.st_mode & libc::S_IFMT {
             libc::S_IFDIR => Kind::Dir,
             libc::S_IFLNK => Kind::Symlink,
             _ => Kind::Other,
@@ -244,14 +254,15 @@ impl Translator {
             .map(<[u8]>::to_vec)
             .collect();
         let mut hops = 0;
-        // What `out` currently names: None = missing (nothing below can exist).
+        // What `out` currently names: None = missing (nothing below can exist), and why.
         let mut cur = Some(Kind::Dir);
+        let mut missing = Errno::ENOENT;
         let mut final_literal: Option<&[u8]> = None;
         while let Some(c) = todo.pop() {
             let is_last = todo.is_empty();
             if c == b"." || c == b".." {
                 match cur {
-                    None => return Err(Errno::ENOENT),
+                    None => return Err(missing),
                     Some(Kind::Dir) => {}
                     Some(_) => return Err(Errno::ENOTDIR),
                 }
@@ -286,7 +297,7 @@ impl Translator {
                 continue;
             }
             match cur {
-                None => return Err(Errno::ENOENT),
+                None => return Err(missing),
                 Some(Kind::Dir) => {}
                 Some(_) => return Err(Errno::ENOTDIR),
             }
@@ -298,7 +309,13 @@ impl Translator {
                 continue;
             }
             let host = self.map(&guest_now);
-            cur = fs.kind(&host);
+            cur = match fs.kind_or_errno(&host) {
+                Ok(k) => Some(k),
+                Err(e) => {
+                    missing = e;
+                    None
+                }
+            };
             if cur.is_none() && self.leads_to_binding(&guest_now) {
                 // A binding below a directory the rootfs lacks: the directory exists for the guest.
                 cur = Some(Kind::Dir);
@@ -710,5 +727,34 @@ mod tests {
         assert_eq!(s(&t.map(b"/host/etc")), "/etc");
         assert_eq!(s(&t.map(b"/host")), "/");
         assert_eq!(normalize(b"//a/./b/../c/"), b"/a/c");
+    }
+
+    /// A directory the user may not search: what lies below it fails with EACCES, as the
+    /// kernel's own walk says, not ENOENT.
+    #[test]
+    fn unsearchable_directory_is_eacces() {
+        struct Locked;
+        impl FsView for Locked {
+            fn kind(&self, host: &[u8]) -> Option<Kind> {
+                self.kind_or_errno(host).ok()
+            }
+            fn readlink(&self, _: &[u8]) -> Option<Vec<u8>> {
+                None
+            }
+            fn kind_or_errno(&self, host: &[u8]) -> Result<Kind, Errno> {
+                match host {
+                    b"/r/locked" => Ok(Kind::Dir),
+                    h if h.starts_with(b"/r/locked/") => Err(Errno::EACCES),
+                    _ => Ok(Kind::Dir),
+                }
+            }
+        }
+        let t = Translator::new(b"/r", Vec::new());
+        assert_eq!(
+            t.resolve(&Locked, b"/locked/foo/bar", true).unwrap_err(),
+            Errno::EACCES
+        );
+        // The last component itself is the kernel's to refuse.
+        assert!(t.resolve(&Locked, b"/locked/foo", true).is_ok());
     }
 }

@@ -109,10 +109,20 @@ pub const ID_CALLS: &[i64] = &[
 /// Build the BPF program. x32-ABI calls (number with bit 30 set) are refused with ENOSYS: they
 /// would otherwise bypass the table, whose entries are x86_64 numbers. Other architectures
 /// (i386 via int 0x80) hit seccompiler's arch check, which kills the process: never an escape.
+/// Calls traced only when the pointer argument at the given index is not NULL.
+const ADDRESS_CALLS: &[(i64, u8)] = &[
+    (nr::SENDTO, 4),
+    (nr::RECVFROM, 4),
+    (nr::ACCEPT, 1),
+    (nr::ACCEPT4, 1),
+];
+
+/// `unix_msgs`: trace sendmsg/recvmsg (AF_UNIX paths differ between guest and host).
 pub fn build(
     fake_ids: bool,
     fake_uname: bool,
     readonly: bool,
+    unix_msgs: bool,
 ) -> Result<Vec<libc::sock_filter>, String> {
     let mut rules = BTreeMap::new();
     let mut calls: Vec<i64> = PATH_CALLS.to_vec();
@@ -135,29 +145,43 @@ pub fn build(
     for c in calls {
         rules.insert(c, Vec::new());
     }
-    // sendto(2) names a destination only in datagram use (dest_addr != NULL): trace just those,
-    // so ordinary socket writes never stop. (sendmsg's address is inside a struct BPF cannot
-    // read: not traced; AF_UNIX datagrams sent with sendmsg to a path are not translated.)
-    let cond = seccompiler::SeccompCondition::new(
-        4,
-        seccompiler::SeccompCmpArgLen::Qword,
-        seccompiler::SeccompCmpOp::Ne,
-        0,
-    )
-    .map_err(|e| e.to_string())?;
-    rules.insert(
-        nr::SENDTO,
-        vec![seccompiler::SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?],
-    );
+    // Socket calls that carry an AF_UNIX address only when a pointer argument is set: sendto's
+    // destination, recvfrom's and accept's room for the peer's address. Traced just then, so
+    // ordinary socket reads and writes never stop (see sockets.rs). The peer addresses need no
+    // translation back when paths are the same on both sides.
+    let address_calls: Vec<(i64, u8)> = ADDRESS_CALLS
+        .iter()
+        .copied()
+        .filter(|(c, _)| unix_msgs || *c == nr::SENDTO)
+        .collect();
+    for &(call, arg) in &address_calls {
+        let cond = seccompiler::SeccompCondition::new(
+            arg,
+            seccompiler::SeccompCmpArgLen::Qword,
+            seccompiler::SeccompCmpOp::Ne,
+            0,
+        )
+        .map_err(|e| e.to_string())?;
+        rules.insert(
+            call,
+            vec![seccompiler::SeccompRule::new(vec![cond]).map_err(|e| e.to_string())?],
+        );
+    }
+    // sendmsg/recvmsg keep the address inside a struct msghdr, out of the filter's reach:
+    // traced whole, and only when paths are translated at all.
+    if unix_msgs {
+        rules.insert(nr::SENDMSG, Vec::new());
+        rules.insert(nr::RECVMSG, Vec::new());
+    }
     #[cfg(target_arch = "x86_64")]
     {
         let mut traced: Vec<u32> = rules
             .keys()
-            .filter(|k| **k != nr::SENDTO)
+            .filter(|k| !address_calls.iter().any(|(c, _)| c == *k))
             .map(|k| *k as u32)
             .collect();
         traced.sort_unstable();
-        if let Some(p) = bsearch_program(&traced) {
+        if let Some(p) = bsearch_program(&traced, &address_calls) {
             return Ok(p);
         }
     }
@@ -241,7 +265,7 @@ fn ins(code: u16, jt: u8, jf: u8, k: u32) -> libc::sock_filter {
 /// list costs ~20 ns on every untraced call; `getppid` in a loop shows it). seccomp_data:
 /// nr at offset 0, arch at 4, args[i] at 16 + 8i (the low word first on little-endian).
 /// Returns None if a jump would not fit in BPF's 8-bit offsets (then seccompiler's is used).
-fn bsearch_program(traced: &[u32]) -> Option<Vec<libc::sock_filter>> {
+fn bsearch_program(traced: &[u32], address_calls: &[(i64, u8)]) -> Option<Vec<libc::sock_filter>> {
     let trace = libc::SECCOMP_RET_TRACE;
     let allow = libc::SECCOMP_RET_ALLOW;
     let mut p = vec![
@@ -258,16 +282,21 @@ fn bsearch_program(traced: &[u32]) -> Option<Vec<libc::sock_filter>> {
         // x32 calls (bit 30) would bypass the table.
         ins(JSET_K, 0, 1, 0x4000_0000),
         ins(RET_K, 0, 0, libc::SECCOMP_RET_ERRNO | libc::ENOSYS as u32),
-        // sendto with a destination address (args[4] != 0, either word).
-        ins(JEQ_K, 0, 6, nr::SENDTO as u32),
-        ins(LD_W_ABS, 0, 0, 48),
-        ins(JEQ_K, 0, 2, 0),
-        ins(LD_W_ABS, 0, 0, 52),
-        ins(JEQ_K, 1, 0, 0),
-        ins(RET_K, 0, 0, trace),
-        ins(RET_K, 0, 0, allow),
     ];
-    // The tree only compares the number again: reload it (the sendto branch changed A).
+    // A call traced only with a pointer argument set (args[i] != 0, either word).
+    for &(call, arg) in address_calls {
+        let lo = 16 + 8 * arg as u32;
+        p.extend([
+            ins(JEQ_K, 0, 6, call as u32),
+            ins(LD_W_ABS, 0, 0, lo),
+            ins(JEQ_K, 0, 2, 0),
+            ins(LD_W_ABS, 0, 0, lo + 4),
+            ins(JEQ_K, 1, 0, 0),
+            ins(RET_K, 0, 0, trace),
+            ins(RET_K, 0, 0, allow),
+        ]);
+    }
+    // The tree only compares the number again: reload it (a pointer check changed A).
     p.push(ins(LD_W_ABS, 0, 0, 0));
     let body = tree(traced, trace, allow)?;
     p.extend(body);
@@ -347,7 +376,7 @@ mod tests {
 
     #[test]
     fn binary_search_filter_matches_the_table() {
-        let p = build(true, true, true).unwrap();
+        let p = build(true, true, true, true).unwrap();
         let all: Vec<i64> = PATH_CALLS
             .iter()
             .chain(ID_CALLS)
@@ -359,10 +388,14 @@ mod tests {
                 nr::FSETXATTR,
                 nr::FREMOVEXATTR,
                 nr::PTRACE,
+                nr::SENDMSG,
+                nr::RECVMSG,
             ])
             .collect();
         for n in 0..460u32 {
-            let want = if all.contains(&(n as i64)) && n as i64 != nr::SENDTO {
+            let want = if all.contains(&(n as i64))
+                && !ADDRESS_CALLS.iter().any(|(c, _)| *c == n as i64)
+            {
                 libc::SECCOMP_RET_TRACE
             } else {
                 libc::SECCOMP_RET_ALLOW
@@ -381,6 +414,37 @@ mod tests {
         assert_eq!(
             eval(&p, nr::SENDTO as u32, AUDIT_ARCH_X86_64, [3, 0, 0, 0, 0, 0]),
             libc::SECCOMP_RET_ALLOW
+        );
+        for &(call, arg) in ADDRESS_CALLS {
+            let mut args = [3u64, 0, 0, 0, 0, 0];
+            assert_eq!(
+                eval(&p, call as u32, AUDIT_ARCH_X86_64, args),
+                libc::SECCOMP_RET_ALLOW,
+                "{call} without an address"
+            );
+            args[arg as usize] = 0x7fff_0000_0000; // high word only
+            assert_eq!(
+                eval(&p, call as u32, AUDIT_ARCH_X86_64, args),
+                libc::SECCOMP_RET_TRACE,
+                "{call} with an address"
+            );
+        }
+        let plain = build(false, false, false, false).unwrap();
+        for call in [nr::SENDMSG, nr::RECVMSG, nr::RECVFROM, nr::ACCEPT] {
+            assert_eq!(
+                eval(&plain, call as u32, AUDIT_ARCH_X86_64, [3, 1, 1, 1, 1, 1]),
+                libc::SECCOMP_RET_ALLOW,
+                "{call} is not traced without translation"
+            );
+        }
+        assert_eq!(
+            eval(
+                &plain,
+                nr::SENDTO as u32,
+                AUDIT_ARCH_X86_64,
+                [3, 1, 1, 1, 1, 1]
+            ),
+            libc::SECCOMP_RET_TRACE
         );
         assert_eq!(
             eval(&p, u32::MAX, AUDIT_ARCH_X86_64, [0; 6]),

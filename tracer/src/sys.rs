@@ -23,6 +23,11 @@ pub struct ChildPlan {
     pub filter: Option<Vec<libc::sock_filter>>,
     argv_ptrs: Vec<*const libc::c_char>,
     envp_ptrs: Vec<*const libc::c_char>,
+    /// `/bin/sh PATH ARGS…`, run when the program is not executable as such (ENOEXEC): the
+    /// first program is started with execvp(3)'s rule, as PRoot starts it (a script without
+    /// `#!`, or one whose `#!` line names nothing, runs under the guest's shell).
+    sh_argv: Vec<CString>,
+    sh_ptrs: Vec<*const libc::c_char>,
 }
 
 impl ChildPlan {
@@ -41,7 +46,19 @@ impl ChildPlan {
             filter,
             argv_ptrs: Vec::new(),
             envp_ptrs: Vec::new(),
+            sh_argv: Vec::new(),
+            sh_ptrs: Vec::new(),
         };
+        p.sh_argv = [c"/bin/sh".to_owned(), p.path.clone()]
+            .into_iter()
+            .chain(p.argv.iter().skip(1).cloned())
+            .collect();
+        p.sh_ptrs = p
+            .sh_argv
+            .iter()
+            .map(|a| a.as_ptr())
+            .chain(std::iter::once(std::ptr::null()))
+            .collect();
         p.argv_ptrs = p
             .argv
             .iter()
@@ -119,6 +136,13 @@ pub fn spawn_stopped(plan: &ChildPlan) -> nix::Result<Pid> {
             plan.argv_ptrs.as_ptr(),
             plan.envp_ptrs.as_ptr(),
         );
+        if *libc::__errno_location() == libc::ENOEXEC {
+            libc::execve(
+                plan.sh_argv[0].as_ptr(),
+                plan.sh_ptrs.as_ptr(),
+                plan.envp_ptrs.as_ptr(),
+            );
+        }
         // execve failed: the errno is reported by the tracer from the syscall-exit it saw.
         libc::_exit(127);
     }

@@ -513,10 +513,24 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
         nr::EXECVE | nr::EXECVEAT => return enter_exec(ctx, pid, r),
         nr::IO_URING_SETUP => return skip(ctx, r, -(libc::ENOSYS as i64)),
         nr::CHROOT => {
-            // chroot(2) to the guest's own root is a no-op every program may do (dpkg, apt
-            // maintainer scripts); anything else needs privileges the guest does not have.
+            // chroot(2) to the guest's own root is a no-op a (fake) root may do (dpkg, apt
+            // maintainer scripts); anything else needs privileges the guest does not have,
+            // and an unprivileged guest is refused even `/` (CAP_SYS_CHROOT, chroot(2)).
+            let privileged = match ctx.cfg.fake_id {
+                Some((u, g)) => fake_root(ctx, pid, u, g),
+                None => ctx.uid == 0,
+            };
+            // The guest's root under any name (`/`, `/tmp/..`): the same directory.
+            let same_dir = |a: &[u8], b: &[u8]| {
+                let st = |p: &[u8]| nix::sys::stat::stat(std::ffi::OsStr::from_bytes(p)).ok();
+                matches!((st(a), st(b)), (Some(x), Some(y)) if (x.st_dev, x.st_ino) == (y.st_dev, y.st_ino))
+            };
             let v = match resolve_arg(ctx, pid, &r, &p(0, Follow::Yes), false) {
-                Ok(Some((g, _))) if g == b"/" => 0,
+                Ok(Some((g, h)))
+                    if privileged && (g == b"/" || same_dir(&h, &ctx.tr.map(b"/"))) =>
+                {
+                    0
+                }
                 Ok(Some(_)) => -(libc::EPERM as i64),
                 Ok(None) => -(libc::ENOENT as i64),
                 Err(e) => -(e as i64),
@@ -567,7 +581,9 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                 }
                 return skip(ctx, r, v);
             }
-            nr::FCHOWN => return skip(ctx, r, 0),
+            // A fake root's chown succeeds without effect; any other fake id has no such
+            // privilege, and the kernel answers for the real user (chown(2): EPERM).
+            nr::FCHOWN if fake_root(ctx, pid, uid, gid) => return skip(ctx, r, 0),
             nr::GETRESUID | nr::GETRESGID => {
                 let c = ctx
                     .tracees
@@ -586,7 +602,7 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
                 );
                 return true;
             }
-            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT => {
+            nr::CHOWN | nr::LCHOWN | nr::FCHOWNAT if fake_root(ctx, pid, uid, gid) => {
                 // Succeed without effect, but only on a path that exists (as root would).
                 if let Some(specs) = spec(n) {
                     match resolve_arg(ctx, pid, &r, &specs[0], false) {
@@ -822,6 +838,16 @@ fn openat2_scoped(ctx: &Ctx, pid: Pid, r: &Regs) -> Option<Result<(), Errno>> {
     None
 }
 
+/// Does the guest process hold a fake root's effective id (`-0`, or `-i` then setuid(0))?
+fn fake_root(ctx: &Ctx, pid: Pid, uid: u32, gid: u32) -> bool {
+    ctx.tracees
+        .get(&pid)
+        .and_then(|t| t.creds)
+        .unwrap_or(crate::tracer::Creds::new(uid, gid))
+        .uid[1]
+        == 0
+}
+
 /// Would this call change the file system at its path arguments? (For read-only bindings.)
 fn is_mutating(n: i64, r: &Regs) -> bool {
     let open_writes = |flags: u64| {
@@ -877,47 +903,88 @@ fn save(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) {
 
 /// Calls traced for reasons other than a path argument (AF_UNIX socket addresses, …).
 fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction) -> bool {
+    use crate::sockets;
     let n = r.nr();
-    if matches!(n, nr::GETSOCKNAME | nr::GETPEERNAME) {
-        save(
-            ctx,
-            pid,
-            orig,
-            ExitAction::SockName {
-                addr: r.arg(1),
-                lenp: r.arg(2),
-                peer: n == nr::GETPEERNAME,
-            },
-        );
-        return true;
+    let name_out = match n {
+        nr::GETSOCKNAME | nr::GETPEERNAME | nr::ACCEPT | nr::ACCEPT4 => {
+            Some((r.arg(1), r.arg(2), sockets::room(pid, r.arg(2))))
+        }
+        nr::RECVFROM => Some((r.arg(4), r.arg(5), sockets::room(pid, r.arg(5)))),
+        nr::RECVMSG => sockets::recvmsg_name(pid, r.arg(1)),
+        _ => None,
+    };
+    if let Some((addr, lenp, cap)) = name_out {
+        if addr != 0 && lenp != 0 && cap > 0 {
+            save(
+                ctx,
+                pid,
+                orig,
+                ExitAction::SockName {
+                    addr,
+                    lenp,
+                    cap,
+                    peer: n != nr::GETSOCKNAME,
+                },
+            );
+            return true;
+        }
+        return save_unless_restore(ctx, pid, orig, action);
     }
-    if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO) {
+    if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO | nr::SENDMSG) {
         let mut r = r;
-        let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
-        let (addr, len) = (r.arg(ai), r.arg(li) as usize);
-        let new = translate_sockaddr(ctx, pid, addr, len).or_else(|| {
-            // Internet addresses on mapped ports (net.rs).
-            if ctx.cfg.ports.is_empty() || addr == 0 || !(16..=128).contains(&len) {
-                return None;
-            }
-            let raw = mem::read(pid, addr, len).ok()?;
-            if n == nr::BIND {
-                crate::net::on_bind(&ctx.cfg.ports, &raw)
-            } else {
-                crate::net::on_connect(&ctx.cfg.ports, &raw)
-            }
-        });
-        if let Some(new) = new {
-            let mut scratch = Scratch::below(r.sp());
-            if let Ok(a) = scratch.push(pid, &new) {
-                r.set_arg(ai, a);
-                r.set_arg(li, new.len() as u64);
+        let mut scratch = Scratch::below(r.sp());
+        let changed = if n == nr::SENDMSG {
+            sockets::sendmsg_header(ctx, pid, r.arg(1), &mut scratch)
+                .map(|a| a.map(|a| r.set_arg(1, a)))
+        } else {
+            let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
+            let (addr, len) = (r.arg(ai), r.arg(li) as usize);
+            sockets::to_host(ctx, pid, addr, len, n != nr::BIND)
+                .map(|new| {
+                    // Internet addresses on mapped ports (net.rs).
+                    new.or_else(|| {
+                        if ctx.cfg.ports.is_empty() || addr == 0 || !(16..=128).contains(&len) {
+                            return None;
+                        }
+                        let raw = mem::read(pid, addr, len).ok()?;
+                        if n == nr::BIND {
+                            crate::net::on_bind(&ctx.cfg.ports, &raw)
+                        } else {
+                            crate::net::on_connect(&ctx.cfg.ports, &raw)
+                        }
+                    })
+                })
+                .and_then(|new| match new {
+                    Some(new) => {
+                        let a = scratch.push(pid, &new)?;
+                        r.set_arg(ai, a);
+                        r.set_arg(li, new.len() as u64);
+                        Ok(Some(()))
+                    }
+                    None => Ok(None),
+                })
+        };
+        match changed {
+            Ok(Some(())) => {
                 setregs(pid, &r);
                 save(ctx, pid, orig, action);
                 return true;
             }
+            Ok(None) => {}
+            Err(e) => {
+                // What the kernel would have said resolving the guest's path itself.
+                r.set_nr(-1);
+                setregs(pid, &r);
+                save(ctx, pid, orig, ExitAction::Return(-(e as i64)));
+                return true;
+            }
         }
     }
+    save_unless_restore(ctx, pid, orig, action)
+}
+
+/// Ask for the exit stop only when something must be done there.
+fn save_unless_restore(ctx: &mut Ctx, pid: Pid, orig: Regs, action: ExitAction) -> bool {
     if !matches!(action, ExitAction::Restore) {
         save(ctx, pid, orig, action);
         return true;
@@ -925,40 +992,31 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
     false
 }
 
-/// An AF_UNIX address with a filesystem path: translate it (abstract and unnamed ones pass).
-fn translate_sockaddr(ctx: &Ctx, pid: Pid, addr: u64, len: usize) -> Option<Vec<u8>> {
-    if addr == 0 || !(3..=110).contains(&len) {
-        return None;
+/// The guest's working directory (for relative names outside the path table).
+pub fn guest_cwd(ctx: &Ctx, pid: Pid) -> Option<Vec<u8>> {
+    base_dir(ctx, pid, AT_FDCWD)
+}
+
+/// A NULL-terminated array of strings (execve's argv or envp), bounded like the kernel:
+/// MAX_ARG_STRLEN per string, and here 2 MiB in all (`total`, shared by argv and envp).
+fn read_strings(pid: Pid, mut ap: u64, total: &mut usize) -> Result<Vec<Vec<u8>>, Errno> {
+    let mut out = Vec::new();
+    if ap == 0 {
+        return Ok(out);
     }
-    let raw = mem::read(pid, addr, len).ok()?;
-    let family = u16::from_ne_bytes([raw[0], raw[1]]);
-    if family != libc::AF_UNIX as u16 || raw[2] == 0 {
-        return None;
+    loop {
+        let s = mem::read_u64(pid, ap).map_err(|_| Errno::EFAULT)?;
+        if s == 0 {
+            return Ok(out);
+        }
+        let a = mem::read_cstr(pid, s, 128 * 1024).map_err(|_| Errno::E2BIG)?;
+        *total += a.len() + 1;
+        if *total > 2 << 20 || out.len() > 0x7fff_ffff / 8 {
+            return Err(Errno::E2BIG);
+        }
+        out.push(a);
+        ap += 8;
     }
-    let path: Vec<u8> = raw[2..].iter().copied().take_while(|b| *b != 0).collect();
-    // A relative name without `..` is found by the kernel from the (host) working directory
-    // just as in the guest, and getsockname must give it back as it was bound.
-    if path[0] != b'/' && !path.split(|b| *b == b'/').any(|c| c == b"..") {
-        return None;
-    }
-    let abs = if path[0] == b'/' {
-        path
-    } else {
-        let mut b = base_dir(ctx, pid, AT_FDCWD)?;
-        b.push(b'/');
-        b.extend_from_slice(&path);
-        b
-    };
-    let (_, h) = ctx.tr.resolve(&ctx.fs, &abs, true).ok()?;
-    // sun_path holds 108 bytes; a longer host path cannot be expressed (ENAMETOOLONG would be
-    // wrong for the guest): leave the call as it is rather than truncate.
-    if h.len() >= 108 {
-        return None;
-    }
-    let mut out = raw[..2].to_vec();
-    out.extend_from_slice(&h);
-    out.push(0);
-    Some(out)
 }
 
 fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
@@ -1005,31 +1063,33 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
             }
         }
     }
-    // argv: bounded like the kernel (MAX_ARG_STRINGS, and 2 MiB of strings here).
-    let mut argv = Vec::new();
     let mut total = 0usize;
-    let mut ap = r.arg(argv_i);
-    if ap != 0 {
-        loop {
-            let Ok(s) = mem::read_u64(pid, ap) else {
-                return fail(ctx, r, Errno::EFAULT);
-            };
-            if s == 0 {
-                break;
+    let argv = match read_strings(pid, r.arg(argv_i), &mut total) {
+        Ok(v) => v,
+        Err(e) => return fail(ctx, r, e),
+    };
+    // The environment is read (and rewritten) only for an emulator (`-q`): see exec::plan_qemu.
+    let envp_i = argv_i + 1;
+    let mut env = None;
+    if ctx.cfg.qemu.is_some() {
+        match read_strings(pid, r.arg(envp_i), &mut total) {
+            Ok(v) => {
+                let memo = ctx
+                    .tracees
+                    .get(&pid)
+                    .map(|t| t.ldso.clone())
+                    .unwrap_or_default();
+                env = Some(exec::EnvState { env: v, memo });
             }
-            let Ok(a) = mem::read_cstr(pid, s, 128 * 1024) else {
-                return fail(ctx, r, Errno::E2BIG);
-            };
-            total += a.len() + 1;
-            if total > 2 << 20 || argv.len() > 0x7fff_ffff / 8 {
-                return fail(ctx, r, Errno::E2BIG);
-            }
-            argv.push(a);
-            ap += 8;
+            Err(e) => return fail(ctx, r, e),
         }
     }
     let cwd = base_dir(ctx, pid, AT_FDCWD).unwrap_or_else(|| b"/".to_vec());
-    let plan = match exec::plan(ctx, &abs, &raw, &cwd, argv) {
+    let plan = exec::plan(ctx, &abs, &raw, &cwd, argv, &mut env);
+    if let (Some(st), Some(t)) = (env, ctx.tracees.get_mut(&pid)) {
+        t.ldso = st.memo;
+    }
+    let plan = match plan {
         Ok(p) => p,
         Err(e) => return fail(ctx, r, e),
     };
@@ -1060,6 +1120,21 @@ fn enter_exec(ctx: &mut Ctx, pid: Pid, mut r: Regs) -> bool {
     ) else {
         return fail(ctx, r, Errno::EFAULT);
     };
+    if let Some(env) = &plan.env {
+        let mut eptrs = Vec::with_capacity(env.len() + 1);
+        for e in env {
+            match scratch.push_cstr(pid, e) {
+                Ok(p) => eptrs.push(p),
+                Err(e) => return fail(ctx, r, e),
+            }
+        }
+        eptrs.push(0);
+        let bytes: Vec<u8> = eptrs.iter().flat_map(|p| p.to_ne_bytes()).collect();
+        match scratch.push(pid, &bytes) {
+            Ok(a) => r.set_arg(envp_i, a),
+            Err(e) => return fail(ctx, r, e),
+        }
+    }
     if n == nr::EXECVEAT {
         r.set_arg(0, AT_FDCWD as u64);
         r.set_arg(4, r.arg(4) & !AT_EMPTY_PATH);
@@ -1186,9 +1261,14 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
-        ExitAction::SockName { addr, lenp, peer } => {
+        ExitAction::SockName {
+            addr,
+            lenp,
+            cap,
+            peer,
+        } => {
             // A mapped internet port: the guest's own port number (net.rs).
-            if ret == 0 && addr != 0 && lenp != 0 && !ctx.cfg.ports.is_empty() {
+            if ret >= 0 && addr != 0 && lenp != 0 && !ctx.cfg.ports.is_empty() {
                 if let Ok(lb) = mem::read(pid, lenp, 4) {
                     let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
                     if let Ok(raw) = mem::read(pid, addr, len.min(28)) {
@@ -1199,26 +1279,8 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
             // An AF_UNIX name is a host path: give the guest its own path back.
-            if ret == 0 && addr != 0 && lenp != 0 {
-                if let Ok(lb) = mem::read(pid, lenp, 4) {
-                    let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
-                    if let Ok(raw) = mem::read(pid, addr, len.min(110)) {
-                        if raw.len() > 2
-                            && u16::from_ne_bytes([raw[0], raw[1]]) == libc::AF_UNIX as u16
-                            && raw[2] != 0
-                        {
-                            let host: Vec<u8> =
-                                raw[2..].iter().copied().take_while(|b| *b != 0).collect();
-                            if let Some(g) = ctx.tr.to_guest(&host) {
-                                let mut out = raw[..2].to_vec();
-                                out.extend_from_slice(&g);
-                                out.push(0);
-                                let _ = mem::write(pid, addr, &out[..out.len().min(len)]);
-                                let _ = mem::write(pid, lenp, &(out.len() as u32).to_ne_bytes());
-                            }
-                        }
-                    }
-                }
+            if ret >= 0 {
+                crate::sockets::exit_name(ctx, pid, addr, lenp, cap);
             }
         }
         ExitAction::ResIds { ptrs, ids } => {
@@ -1240,6 +1302,17 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
+    }
+    // The first program could not be started (what the caller reports, as execvp's caller
+    // would: PRoot prints it).
+    if ctx.start_error.is_none()
+        && out.ret() < 0
+        && matches!(saved.orig.nr(), nr::EXECVE | nr::EXECVEAT)
+        && ctx.tracees.get(&pid).is_some_and(|t| t.preexec)
+    {
+        let i = if saved.orig.nr() == nr::EXECVE { 0 } else { 1 };
+        let path = mem::read_cstr(pid, saved.orig.arg(i), PATH_MAX).unwrap_or_default();
+        ctx.start_error = Some((path, Errno::from_raw(-out.ret() as i32)));
     }
     setregs(pid, &out);
 }

@@ -41,9 +41,15 @@ pub enum ExitAction {
     StatIds { buf: u64, statx: bool },
     /// getresuid/getresgid with a fake id: real, effective, saved.
     ResIds { ptrs: [u64; 3], ids: [u32; 3] },
-    /// getsockname/getpeername: AF_UNIX host path back to the guest's.
-    /// `peer`: getpeername (only loopback peers have their mapped port translated back).
-    SockName { addr: u64, lenp: u64, peer: bool },
+    /// getsockname/getpeername/accept/recvfrom/recvmsg: an AF_UNIX host path written at
+    /// `addr` (length at `lenp`, `cap` bytes of room) back to the guest's; `peer` (all but
+    /// getsockname): a loopback peer's mapped port back to the guest's port (net.rs).
+    SockName {
+        addr: u64,
+        lenp: u64,
+        cap: u32,
+        peer: bool,
+    },
     /// uname with `-k`.
     Uname { buf: u64 },
     /// execve(at): remember the guest program for /proc/self/exe once the exec happens.
@@ -223,6 +229,8 @@ pub struct Tracee {
     /// directory bound at two guest paths has two names, and the kernel's cwd cannot tell
     /// which one the guest used. Trusted only while it still maps to the kernel's cwd.
     pub cwd: Option<Vec<u8>>,
+    /// `-q`: LD_LIBRARY_PATH as made for host programs and the guest's own (inherited).
+    pub ldso: crate::exec::LdsoMemo,
 }
 
 pub struct Ctx<'a> {
@@ -237,6 +245,10 @@ pub struct Ctx<'a> {
     pub tracees: HashMap<Pid, Tracee>,
     /// ptrace(2) as seen by guest debuggers (see ptrace_emu).
     pub emu: crate::ptrace_emu::Emu,
+    /// Short aliases for AF_UNIX paths too long once translated (see sockets.rs).
+    pub sock_aliases: crate::sockets::Aliases,
+    /// Why the first program could not be executed (the path it named, the error).
+    pub start_error: Option<(Vec<u8>, Errno)>,
 }
 
 impl Ctx<'_> {
@@ -269,7 +281,7 @@ pub fn run(
     program: &[u8],
     argv: &[Vec<u8>],
     envp: &[Vec<u8>],
-) -> Result<i32, TracerError> {
+) -> Result<crate::Outcome, TracerError> {
     if argv.is_empty() {
         return Err(TracerError::Config("no command".into()));
     }
@@ -285,7 +297,28 @@ pub fn run(
         in_rootfs: cfg.glue,
         ..Glue::default()
     };
-    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &cfg.bindings, &mut glue);
+    let mut wanted = cfg.bindings.clone();
+    if cfg.qemu.is_some() {
+        // The host's programs (the emulator, host ELFs) and their libraries, for the guest.
+        wanted.push(crate::Binding {
+            host: b"/".to_vec(),
+            guest: crate::HOST_ROOTFS.to_vec(),
+            readonly: false,
+            nofollow: false,
+        });
+        // A guest's /etc/ld.so.preload names guest libraries, which the host's loader must not
+        // load into the emulator (PRoot binds /dev/null there too). Without one there is
+        // nothing to hide, and no file to make for the binding.
+        if root.join("etc/ld.so.preload").exists() {
+            wanted.push(crate::Binding {
+                host: b"/dev/null".to_vec(),
+                guest: b"/etc/ld.so.preload".to_vec(),
+                readonly: false,
+                nofollow: false,
+            });
+        }
+    }
+    let bindings = prepare_bindings(root.as_os_str().as_bytes(), &wanted, &mut glue);
     let tr = Translator::new(root.as_os_str().as_bytes(), bindings);
     let fs = RealFs;
     // The initial directory: a guest path, entered on the host side before exec.
@@ -304,6 +337,9 @@ pub fn run(
             cfg.fake_id.is_some(),
             cfg.kernel_release.is_some(),
             cfg.bindings.iter().any(|b| b.readonly),
+            // With the host's / as the guest's and nothing bound, paths are the same on both
+            // sides: sendmsg/recvmsg need not stop (see sockets.rs for the cost).
+            !(root.as_os_str() == "/" && wanted.is_empty()),
         ) {
             Ok(f) => Some(f),
             Err(e) if cfg.mode == Mode::Auto => {
@@ -387,6 +423,8 @@ pub fn run(
         loader_argv0: HashMap::new(),
         tracees: HashMap::new(),
         emu: Default::default(),
+        sock_aliases: Default::default(),
+        start_error: None,
     };
     ctx.tracees.insert(
         child,
@@ -498,6 +536,7 @@ pub fn run(
         }
     }
     glue.remove();
+    ctx.sock_aliases.remove();
     // PRoot's rule counts normal exits only (the victims of a kill are no answer); with
     // --kill-on-exit the first process ends the run and gives its status.
     let status = if cfg.last_exit_status && !cfg.kill_on_exit {
@@ -505,7 +544,10 @@ pub fn run(
     } else {
         main_status
     };
-    Ok(status.unwrap_or(0))
+    Ok(crate::Outcome {
+        status: status.unwrap_or(0),
+        start_error: ctx.start_error.map(|(p, e)| (p, e as i32)),
+    })
 }
 
 /// Mount points the guest lacks, made for it (PRoot's "glue"): created in the rootfs when
@@ -746,6 +788,92 @@ fn seccomp_stop(ctx: &mut Ctx, pid: Pid, old_kernel: bool) {
     }
 }
 
+/// The ids in the new image's auxiliary vector (getauxval(3): AT_UID, AT_EUID, AT_GID,
+/// AT_EGID) are the fake ones, as the id calls report them. The stack at the exec stop holds
+/// argc, argv[], NULL, envp[], NULL, then (type, value) pairs up to AT_NULL (the ELF ABI's
+/// process entry layout); the loader we exec hands the same vector on to the program.
+fn fake_auxv_ids(pid: Pid, sp: u64, c: &Creds) {
+    const AT_NULL: u64 = 0;
+    let Ok(argc) = crate::mem::read_u64(pid, sp) else {
+        return;
+    };
+    // Past argv and its NULL, then envp up to its NULL (bounded: the kernel's own limits keep
+    // both far below this).
+    let mut p = sp + 8 + 8 * (argc.min(1 << 20) + 1);
+    let mut words = 0;
+    loop {
+        let Ok(v) = crate::mem::read_u64(pid, p) else {
+            return;
+        };
+        p += 8;
+        words += 1;
+        if v == 0 {
+            break;
+        }
+        if words > 1 << 20 {
+            return;
+        }
+    }
+    for _ in 0..128 {
+        let Ok(pair) = crate::mem::read(pid, p, 16) else {
+            return;
+        };
+        let kind = u64::from_ne_bytes(pair[..8].try_into().expect("8 bytes"));
+        let value = match kind {
+            AT_NULL => return,
+            libc::AT_UID => Some(c.uid[0]),
+            libc::AT_EUID => Some(c.uid[1]),
+            libc::AT_GID => Some(c.gid[0]),
+            libc::AT_EGID => Some(c.gid[1]),
+            _ => None,
+        };
+        if let Some(v) = value {
+            let _ = crate::mem::write(pid, p + 8, &u64::from(v).to_ne_bytes());
+        }
+        p += 16;
+    }
+}
+
+/// What a new task inherits from the one that created it. The child's first stop may be
+/// reported before its creator's fork/clone event: whichever comes first fills the state and
+/// the other keeps it.
+fn inherit(ctx: &mut Ctx, parent: Pid, child: Pid) {
+    let Some(p) = ctx.tracees.get(&parent) else {
+        return;
+    };
+    let (exe, creds, cwd, ldso) = (p.exe.clone(), p.creds, p.cwd.clone(), p.ldso.clone());
+    let t = ctx.tracees.entry(child).or_default();
+    if t.exe.is_none() {
+        t.exe = exe;
+    }
+    if t.creds.is_none() {
+        t.creds = creds;
+    }
+    if t.cwd.is_none() {
+        t.cwd = cwd;
+    }
+    if t.ldso.host.is_none() && t.ldso.guest.is_none() {
+        t.ldso = ldso;
+    }
+}
+
+/// The task a new one was made by, from /proc/PID/status (proc(5)): its thread group leader
+/// for a thread, else its parent (PPid shows the real parent, not the tracer).
+fn creator(pid: Pid) -> Option<Pid> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let field = |name: &str| -> Option<i32> {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    let tgid = field("Tgid:")?;
+    if tgid != pid.as_raw() {
+        return Some(Pid::from_raw(tgid));
+    }
+    field("PPid:").map(Pid::from_raw)
+}
+
 fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
     const SECCOMP: i32 = Event::PTRACE_EVENT_SECCOMP as i32;
     const FORK: i32 = Event::PTRACE_EVENT_FORK as i32;
@@ -770,21 +898,9 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
         FORK | VFORK | CLONE => {
             if let Ok(new) = ptrace::getevent(pid) {
                 let new = Pid::from_raw(new as i32);
+                // A child may already have reported its first stop (and found its creator).
                 let seen = ctx.tracees.contains_key(&new);
-                let exe = ctx.tracees.get(&pid).and_then(|t| t.exe.clone());
-                let creds = ctx.tracees.get(&pid).and_then(|t| t.creds);
-                let cwd = ctx.tracees.get(&pid).and_then(|t| t.cwd.clone());
-                // A child may already have reported its first stop; keep its state then.
-                let t = ctx.tracees.entry(new).or_default();
-                if t.exe.is_none() {
-                    t.exe = exe;
-                }
-                if t.creds.is_none() {
-                    t.creds = creds;
-                }
-                if t.cwd.is_none() {
-                    t.cwd = cwd;
-                }
+                inherit(ctx, pid, new);
                 if crate::ptrace_emu::on_fork(ctx, pid, new, ev, seen) {
                     return;
                 }
@@ -801,6 +917,8 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
                 ctx.tracees.remove(&pid);
             }
             t.preexec = false;
+            // Started after all (execvp's fallback to /bin/sh).
+            ctx.start_error = None;
             if let Some(e) = t.pending_exe.take() {
                 t.pending_comm = t.exec_comm.take();
                 t.exe = Some(e);
@@ -823,12 +941,25 @@ fn handle_event(ctx: &mut Ctx, pid: Pid, ev: i32, old_kernel: bool) {
             if let Some(s) = &mut t.saved {
                 s.action = ExitAction::Exec;
             }
+            if let Some((u, g)) = ctx.cfg.fake_id {
+                let c = t.creds.unwrap_or(Creds::new(u, g));
+                if let Ok(regs) = ptrace::getregs(pid) {
+                    fake_auxv_ids(pid, Regs(regs).sp(), &c);
+                }
+            }
             ctx.tracees.insert(pid, t);
             if !crate::ptrace_emu::on_exec(ctx, pid, old) {
                 resume(ctx, pid, 0);
             }
         }
         STOP => {
+            if !ctx.tracees.contains_key(&pid) {
+                // A new task whose creator's fork/clone event is still to come: it must not
+                // run (its next stop may be an execve) without what it inherits.
+                if let Some(parent) = creator(pid) {
+                    inherit(ctx, parent, pid);
+                }
+            }
             ctx.tracees.entry(pid).or_default();
             // Group-stop (stopped by SIGSTOP/SIGTSTP…), or the first stop of a new child / a
             // PTRACE_INTERRUPT. A seized task's group-stop is a PTRACE_EVENT_STOP whose signal

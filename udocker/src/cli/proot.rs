@@ -1,15 +1,15 @@
 //! `udocker proot …` (also reached when the binary is called `proot`): the tracer with PRoot's
 //! command line, so PRoot's test suite and its users' habits carry over.
 //! Options (PRoot 5 `--help`): -r/--rootfs, -b/-m/--bind/--mount HOST[:GUEST], -w/--pwd/--cwd,
-//! -0/--root-id, -i/--change-id UID:GID, -k/--kernel-release, --kill-on-exit, -v/--verbose,
-//! -R (rootfs with the recommended host bindings), -S (-R plus -0), and PRoot-udocker's
-//! -p/--port GUEST:HOST and -n/--netcoop. PROOT_NO_SECCOMP=1 forces P2.
+//! -0/--root-id, -i/--change-id UID:GID, -k/--kernel-release, -q/--qemu, --kill-on-exit,
+//! -v/--verbose, -R (rootfs with the recommended host bindings), -S (-R plus -0), and
+//! PRoot-udocker's -p/--port GUEST:HOST and -n/--netcoop. PROOT_NO_SECCOMP=1 forces P2.
 
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
 use std::path::{Path, PathBuf};
 
 fn usage() -> String {
-    "usage: proot [-r ROOT] [-b HOST[:GUEST]]... [-w CWD] [-0] [-i UID:GID] [-k RELEASE] [-p GUEST_PORT:HOST_PORT]... [-n] [--kill-on-exit] [-v N] [COMMAND [ARGS...]]".into()
+    "usage: proot [-r ROOT] [-b HOST[:GUEST]]... [-w CWD] [-0] [-i UID:GID] [-k RELEASE] [-q QEMU] [-p GUEST_PORT:HOST_PORT]... [-n] [--kill-on-exit] [-v N] [COMMAND [ARGS...]]".into()
 }
 
 /// Bindings PRoot's -R adds (those that exist on the host).
@@ -59,6 +59,53 @@ fn binding(spec: &str) -> Result<Option<tracer::Binding>, String> {
     }))
 }
 
+/// `-q 'QEMU ARGS…'`: the command line is split at spaces (PRoot's rule: no quoting); QEMU is
+/// a host program, found as a shell would (a name with a `/` from the current directory, else in
+/// $PATH), and named by its absolute host path; a symlink as last component is kept, so a
+/// multi-call binary still sees its own name.
+fn qemu_config(value: &str) -> Result<tracer::Qemu, String> {
+    let words: Vec<&str> = value.split(' ').filter(|w| !w.is_empty()).collect();
+    let Some(first) = words.first() else {
+        return Err("-q needs a command".into());
+    };
+    let usable = |p: &Path| {
+        std::fs::metadata(p).is_ok_and(|m| m.is_file())
+            && nix::unistd::access(p, nix::unistd::AccessFlags::X_OK).is_ok()
+    };
+    let cwd = std::env::current_dir().map_err(|e| format!("current directory: {e}"))?;
+    let found = if first.contains('/') {
+        Some(cwd.join(first)).filter(|p| usable(p))
+    } else {
+        std::env::var_os("PATH")
+            .unwrap_or_default()
+            .to_string_lossy()
+            .split(':')
+            .map(|d| {
+                if d.is_empty() {
+                    cwd.clone()
+                } else {
+                    cwd.join(d)
+                }
+            })
+            .map(|d| d.join(first))
+            .find(|p| usable(p))
+    };
+    let Some(found) = found else {
+        return Err(format!("-q: can't find executable \"{first}\""));
+    };
+    // Absolute and free of `.`/`..`, the last component as it is.
+    let abs = tracer::path::normalize(found.as_os_str().as_bytes());
+    let mut argv = vec![abs];
+    argv.extend(words[1..].iter().map(|w| w.as_bytes().to_vec()));
+    Ok(tracer::Qemu {
+        argv,
+        force_foreign: std::env::var_os("PROOT_FORCE_FOREIGN_BINARY").is_some(),
+        host_library_path: std::env::var_os("LD_LIBRARY_PATH")
+            .map(|v| v.into_vec())
+            .unwrap_or_else(|| b"/".to_vec()),
+    })
+}
+
 pub fn main(args: &[String]) -> u8 {
     match run(args) {
         Ok(code) => code,
@@ -79,6 +126,7 @@ fn run(args: &[String]) -> Result<u8, String> {
     let mut verbose = 0u8;
     let mut recommended = false;
     let mut ports: Vec<tracer::net::PortMap> = Vec::new();
+    let mut qemu: Option<String> = None;
     let mut i = 0;
     let value = |i: &mut usize, a: &str| -> Result<String, String> {
         if let Some((_, v)) = a.split_once('=').filter(|_| a.starts_with("--")) {
@@ -162,7 +210,7 @@ fn run(args: &[String]) -> Result<u8, String> {
                 );
                 return Ok(0);
             }
-            "-q" | "--qemu" => return Err("-q (qemu) is not supported".into()),
+            "-q" | "--qemu" => qemu = Some(value(&mut i, a)?),
             _ => return Err(format!("unknown option {a}\n{}", usage())),
         }
         i += 1;
@@ -263,6 +311,10 @@ fn run(args: &[String]) -> Result<u8, String> {
             }
         }
     };
+    let qemu = match qemu {
+        Some(q) => Some(qemu_config(&q)?),
+        None => None,
+    };
     let mode = if std::env::var_os("PROOT_NO_SECCOMP").is_some_and(|v| !v.is_empty() && v != "0") {
         tracer::Mode::P2
     } else {
@@ -284,7 +336,18 @@ fn run(args: &[String]) -> Result<u8, String> {
         last_exit_status: false,
         ports,
         verbose,
+        qemu,
     };
-    let code = tracer::run_program(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
-    Ok(code.clamp(0, 255) as u8)
+    let out =
+        tracer::run_program_outcome(&cfg, &program, &argv, &envp).map_err(|e| e.to_string())?;
+    if let Some((path, errno)) = &out.start_error {
+        // PRoot's words for a program it could not start (strerror(3)'s text).
+        let text = std::io::Error::from_raw_os_error(*errno).to_string();
+        eprintln!(
+            "proot error: execve(\"{}\"): {}",
+            String::from_utf8_lossy(path),
+            text.split(" (os error").next().unwrap_or(&text)
+        );
+    }
+    Ok(out.status.clamp(0, 255) as u8)
 }

@@ -41,6 +41,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
             .map(|&(guest, host)| tracer::net::PortMap { guest, host })
             .collect(),
         verbose,
+        qemu: None,
     }
 }
 
