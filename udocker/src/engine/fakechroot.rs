@@ -441,7 +441,16 @@ pub fn patch_binaries(root: &Path, state_dir: &Path) -> Result<String, EngineErr
             .ok()?
     });
     if let Some(i) = &named {
-        if !i.starts_with(&format!("{prefix}/")) || !Path::new(i).is_file() {
+        // Judged in the guest's eyes: the loader's own absolute symlinks (bullseye's
+        // /lib64/ld-linux-x86-64.so.2 -> /lib/…/ld-2.31.so) are pointed into ROOT by setup
+        // only after this…
+        let inside = i
+            .strip_prefix(&format!("{prefix}/"))
+            .and_then(|g| resolve(&tr, &format!("/{}", g.trim_start_matches('/'))))
+            .is_some_and(|(_, h)| h.is_file())
+            // (or already pointed into ROOT, in a container that was in an F mode before)
+            || Path::new(i).is_file();
+        if !inside {
             return Err(EngineError::Unavailable(format!(
                 "execution mode F3/F4: the container's programs name {i}, which is not a loader inside {prefix}"
             )));
