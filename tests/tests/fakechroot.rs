@@ -1160,6 +1160,26 @@ fn f3_f4_bookworm_patch_run_new_programs_and_restore() {
         assert!(i.starts_with(&format!("{}//", real.display())), "{n}: {i}");
     }
 
+    // A clone is re-rooted by itself (its links and programs name its own ROOT), and works
+    // without the original.
+    let cid = t.ud_ok(&["clone", "--name=deb2", "deb"]).trim().to_string();
+    let croot = PathBuf::from(t.ud_ok(&["inspect", "-p", "deb2"]).trim());
+    let creal = fs::canonicalize(&croot).unwrap();
+    let i = interp(&croot.join("bin/bash"));
+    assert!(i.starts_with(&format!("{}//", creal.display())), "{i}");
+    let l = fs::read_link(croot.join("lib64/ld-linux-x86-64.so.2")).unwrap();
+    assert!(l.starts_with(&creal), "{}", l.display());
+    fs::rename(&root, root.with_file_name("ROOT.away")).unwrap();
+    assert_eq!(
+        run_ok(
+            &t,
+            &["deb2", "sh", "-c", "h2; perl -e 'print qq(perl ok\\n)'"]
+        ),
+        "hello h2\nperl ok\n"
+    );
+    fs::rename(root.with_file_name("ROOT.away"), &root).unwrap();
+    t.ud_ok(&["rm", &cid]);
+
     // Back to P1: every program names its own loader again (the strings as they were; a file
     // that had to grow keeps its new layout, as with upstream's patcher).
     t.ud_ok(&["setup", "--execmode=P1", "deb"]);

@@ -210,6 +210,20 @@ fn clone(ctx: &Ctx, p: Parsed) -> CmdResult {
     let repo = ctx.repo()?;
     let c = find(&repo, &p.args[0])?;
     let nc = repo.clone_container(&c, p.get("--name").filter(|n| !n.is_empty()))?;
+    // A clone of a container in an F mode: its links and (F3/F4) programs name the original's
+    // ROOT; make them the clone's own (upstream requires `setup --execmode=Fn --force`).
+    let mode = nc
+        .exec_mode()
+        .and_then(|m| crate::engine::ExecMode::parse(&m).ok());
+    if let Some(m) = mode.filter(|m| m.is_fakechroot()) {
+        let eng = |e: crate::engine::EngineError| Fail::new(e.to_string());
+        crate::engine::fakechroot::follow_move(&nc.root(), &nc.dir).map_err(eng)?;
+        if m.patches_binaries() {
+            let msg =
+                crate::engine::fakechroot::patch_binaries(&nc.root(), &nc.dir).map_err(eng)?;
+            crate::debug!("clone: {msg}");
+        }
+    }
     println!("{}", nc.id);
     Ok(0)
 }
@@ -243,6 +257,14 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
             return Err(Fail::new(format!("container is protected: {}", c.id)));
         }
         let eng = |e: crate::engine::EngineError| Fail::new(e.to_string());
+        // A container in an F mode that moved (copied, renamed repository): its links first
+        // follow it, so that every step below sees one consistent tree.
+        if old_f {
+            let n = crate::engine::fakechroot::follow_move(&c.root(), &c.dir).map_err(eng)?;
+            if n > 0 {
+                crate::info!("setup: {n} symlink(s) moved to the container's new place");
+            }
+        }
         // Leaving F3/F4: every ELF back to its own paths; leaving F2-F4 for P/R/S/F1: the
         // pristine loader back (§5 "→ P/R/S/F1 from F2-F4").
         if old_bins
@@ -269,8 +291,13 @@ fn setup(ctx: &Ctx, p: Parsed) -> CmdResult {
         }
         if new.is_fakechroot() != old_f {
             let n = crate::engine::fakechroot::convert_links(&c.root(), new.is_fakechroot())
-                .map_err(|e| Fail::new(e.to_string()))?;
+                .map_err(eng)?;
             crate::debug!("setup: {n} symlink(s) converted");
+        }
+        if new.is_fakechroot() {
+            crate::engine::fakechroot::record_root(&c.root(), &c.dir).map_err(eng)?;
+        } else {
+            crate::engine::fakechroot::forget_root(&c.dir);
         }
         repo.set_exec_mode(&c, m)?;
     }

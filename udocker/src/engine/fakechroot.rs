@@ -604,11 +604,49 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
 /// `setup --execmode`: entering a fakechroot mode makes every absolute symlink in ROOT point
 /// into ROOT (the kernel resolves them on the host); leaving restores them (upstream's
 /// `links_conv`, §5). Returns the number of links changed.
-pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineError> {
+/// Where ROOT was when its symlinks were pointed into it (upstream's `root.path`).
+const ROOT_PATH: &str = "root.path";
+
+/// Remember ROOT's real path after its links were pointed into it.
+pub fn record_root(root: &Path, state_dir: &Path) -> Result<(), EngineError> {
     let base = fs::canonicalize(root).map_err(io_err("resolving", root))?;
-    let prefix = base.as_os_str().as_bytes().to_vec();
+    let mut b = base.as_os_str().as_bytes().to_vec();
+    b.push(b'\n');
+    let f = state_dir.join(ROOT_PATH);
+    crate::fsutil::write_atomic(&f, &b, 0o644).map_err(io_err("writing", &f))
+}
+
+/// Forget it (the links are the image's own again).
+pub fn forget_root(state_dir: &Path) {
+    let _ = fs::remove_file(state_dir.join(ROOT_PATH));
+}
+
+/// A container in an F mode whose directory moved or was copied (`clone`, `mv`, a copy of
+/// the repository): its absolute symlinks still point into the old ROOT. Point them into the
+/// new one and record it; returns how many links changed (0 when it did not move).
+pub fn follow_move(root: &Path, state_dir: &Path) -> Result<usize, EngineError> {
+    let Ok(old) = fs::read(state_dir.join(ROOT_PATH)) else {
+        return Ok(0);
+    };
+    let old: Vec<u8> = old.strip_suffix(b"\n").unwrap_or(&old).to_vec();
+    let base = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let new = base.as_os_str().as_bytes().to_vec();
+    if old == new || old.is_empty() || old[0] != b'/' {
+        return Ok(0);
+    }
+    let n = walk_links(&base, |t| {
+        let rest = t.strip_prefix(&old[..])?;
+        (rest.is_empty() || rest[0] == b'/').then(|| [&new[..], rest].concat())
+    })?;
+    record_root(root, state_dir)?;
+    Ok(n)
+}
+
+/// Rewrite every symlink under `base` whose target `f` maps to a new one (atomically: a new
+/// link renamed over the old).
+fn walk_links(base: &Path, f: impl Fn(&[u8]) -> Option<Vec<u8>>) -> Result<usize, EngineError> {
     let mut n = 0;
-    let mut stack = vec![base.clone()];
+    let mut stack = vec![base.to_path_buf()];
     while let Some(dir) = stack.pop() {
         let Ok(rd) = fs::read_dir(&dir) else { continue };
         for e in rd.flatten() {
@@ -622,19 +660,8 @@ pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineErr
                 continue;
             }
             let Ok(t) = fs::read_link(&p) else { continue };
-            let t = t.as_os_str().as_bytes();
-            let under = t.starts_with(&prefix) && t.get(prefix.len()).is_none_or(|&b| b == b'/');
-            let new: Vec<u8> = match (to_container, t.first() == Some(&b'/'), under) {
-                (true, true, false) => [&prefix[..], t].concat(),
-                (false, _, true) => {
-                    let rest = &t[prefix.len()..];
-                    if rest.is_empty() {
-                        b"/".to_vec()
-                    } else {
-                        rest.to_vec()
-                    }
-                }
-                _ => continue,
+            let Some(new) = f(t.as_os_str().as_bytes()) else {
+                continue;
             };
             let tmp =
                 p.with_file_name(format!(".{}.udocker-link", e.file_name().to_string_lossy()));
@@ -646,6 +673,26 @@ pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineErr
         }
     }
     Ok(n)
+}
+
+pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineError> {
+    let base = fs::canonicalize(root).map_err(io_err("resolving", root))?;
+    let prefix = base.as_os_str().as_bytes().to_vec();
+    walk_links(&base, |t| {
+        let under = t.starts_with(&prefix) && t.get(prefix.len()).is_none_or(|&b| b == b'/');
+        match (to_container, t.first() == Some(&b'/'), under) {
+            (true, true, false) => Some([&prefix[..], t].concat()),
+            (false, _, true) => {
+                let rest = &t[prefix.len()..];
+                Some(if rest.is_empty() {
+                    b"/".to_vec()
+                } else {
+                    rest.to_vec()
+                })
+            }
+            _ => None,
+        }
+    })
 }
 
 #[cfg(test)]
