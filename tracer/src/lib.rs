@@ -63,6 +63,10 @@ pub struct Config {
     pub last_exit_status: bool,
     /// `-p GUEST:HOST`: internet ports the guest binds that are really bound elsewhere (net.rs).
     pub ports: Vec<net::PortMap>,
+    /// `-n`: network cooperation. Every other internet port the guest binds is bound where the
+    /// kernel finds a free one and remembered, so that several guests can use one port number
+    /// side by side; their own connections to it on the loopback address find it.
+    pub netcoop: bool,
     /// 0 quiet; 1 warnings; 2+ debug on stderr.
     pub verbose: u8,
     /// `-q QEMU`: run foreign programs through a user-mode emulator (PRoot's option).

@@ -69,6 +69,13 @@ pub fn on_connect(maps: &[PortMap], raw: &[u8]) -> Option<Vec<u8>> {
     on_bind(maps, raw)
 }
 
+/// Network cooperation (`-n`): the sockaddr with port 0 (the kernel picks a free one) and the
+/// port the guest asked for; None for port 0 itself or a non-internet address.
+pub fn any_port(raw: &[u8]) -> Option<(Vec<u8>, u16)> {
+    let (_, port) = family_port(raw)?;
+    (port != 0).then(|| (with_port(raw, 0), port))
+}
+
 /// getsockname(2): a socket bound to a mapped host port reports the guest port. getpeername(2)
 /// likewise for a loopback peer.
 pub fn on_name(maps: &[PortMap], raw: &[u8], peer: bool) -> Option<Vec<u8>> {

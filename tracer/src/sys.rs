@@ -454,3 +454,36 @@ pub fn tgkill(tgid: Pid, tid: Pid, sig: i32) -> nix::Result<()> {
     let r = unsafe { libc::syscall(libc::SYS_tgkill, tgid.as_raw(), tid.as_raw(), sig) };
     Errno::result(r).map(drop)
 }
+
+/// The local port of socket `fd` of process `pid` (pidfd_getfd(2), Linux 5.6: needs the
+/// ptrace access we have; then getsockname(2) on our duplicate). None for a non-internet
+/// socket or when the kernel is older.
+pub fn socket_port(pid: i32, fd: i32) -> Option<u16> {
+    // SAFETY: plain system calls on integers; the duplicate is closed before returning.
+    unsafe {
+        let pidfd = libc::syscall(libc::SYS_pidfd_open, pid, 0) as i32;
+        if pidfd < 0 {
+            return None;
+        }
+        let dup = libc::syscall(libc::SYS_pidfd_getfd, pidfd, fd, 0) as i32;
+        libc::close(pidfd);
+        if dup < 0 {
+            return None;
+        }
+        let mut ss: libc::sockaddr_storage = std::mem::zeroed();
+        let mut len = std::mem::size_of::<libc::sockaddr_storage>() as libc::socklen_t;
+        // SAFETY: `ss` is large enough for any address and `len` says so.
+        let r = libc::getsockname(dup, &mut ss as *mut _ as *mut libc::sockaddr, &mut len);
+        libc::close(dup);
+        if r != 0 {
+            return None;
+        }
+        let raw = std::slice::from_raw_parts(&ss as *const _ as *const u8, len as usize);
+        match i32::from(ss.ss_family) {
+            libc::AF_INET | libc::AF_INET6 if raw.len() >= 4 => {
+                Some(u16::from_be_bytes([raw[2], raw[3]]))
+            }
+            _ => None,
+        }
+    }
+}

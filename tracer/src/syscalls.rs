@@ -933,25 +933,35 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
     if matches!(n, nr::BIND | nr::CONNECT | nr::SENDTO | nr::SENDMSG) {
         let mut r = r;
         let mut scratch = Scratch::below(r.sp());
+        let mut auto: Option<(i32, u16)> = None;
         let changed = if n == nr::SENDMSG {
             sockets::sendmsg_header(ctx, pid, r.arg(1), &mut scratch)
                 .map(|a| a.map(|a| r.set_arg(1, a)))
         } else {
             let (ai, li) = if n == nr::SENDTO { (4, 5) } else { (1, 2) };
             let (addr, len) = (r.arg(ai), r.arg(li) as usize);
+            let maps = ctx.port_maps();
+            let netcoop = ctx.cfg.netcoop;
             sockets::to_host(ctx, pid, addr, len, n != nr::BIND)
                 .map(|new| {
                     // Internet addresses on mapped ports (net.rs).
                     new.or_else(|| {
-                        if ctx.cfg.ports.is_empty() || addr == 0 || !(16..=128).contains(&len) {
+                        if (maps.is_empty() && !netcoop) || addr == 0 || !(16..=128).contains(&len)
+                        {
                             return None;
                         }
                         let raw = mem::read(pid, addr, len).ok()?;
-                        if n == nr::BIND {
-                            crate::net::on_bind(&ctx.cfg.ports, &raw)
-                        } else {
-                            crate::net::on_connect(&ctx.cfg.ports, &raw)
+                        if n != nr::BIND {
+                            return crate::net::on_connect(&maps, &raw);
                         }
+                        crate::net::on_bind(&maps, &raw).or_else(|| {
+                            // Network cooperation (-n): any other port is bound wherever the
+                            // kernel finds one free, and remembered (see ExitAction::BindAuto).
+                            let (anyport, guest) =
+                                crate::net::any_port(&raw).filter(|_| netcoop)?;
+                            auto = Some((r.arg(0) as i32, guest));
+                            Some(anyport)
+                        })
                     })
                 })
                 .and_then(|new| match new {
@@ -967,6 +977,10 @@ fn enter_other(ctx: &mut Ctx, pid: Pid, r: Regs, orig: Regs, action: ExitAction)
         match changed {
             Ok(Some(())) => {
                 setregs(pid, &r);
+                let action = match auto {
+                    Some((fd, guest)) => ExitAction::BindAuto { fd, guest },
+                    None => action,
+                };
                 save(ctx, pid, orig, action);
                 return true;
             }
@@ -1193,6 +1207,15 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
                 }
             }
         }
+        ExitAction::BindAuto { fd, guest } => {
+            if ret == 0 {
+                if let Some(host) = crate::sys::socket_port(pid.as_raw(), fd) {
+                    ctx.auto_ports.retain(|m| m.guest != guest);
+                    ctx.auto_ports.push(crate::net::PortMap { guest, host });
+                    ctx.debug(|| format!("{pid} netcoop: guest port {guest} is host port {host}"));
+                }
+            }
+        }
         ExitAction::EpermIsSuccess => {
             if ret == -(libc::EPERM as i64) {
                 out.set_ret(0);
@@ -1268,11 +1291,12 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             peer,
         } => {
             // A mapped internet port: the guest's own port number (net.rs).
-            if ret >= 0 && addr != 0 && lenp != 0 && !ctx.cfg.ports.is_empty() {
+            let maps = ctx.port_maps();
+            if ret >= 0 && addr != 0 && lenp != 0 && !maps.is_empty() {
                 if let Ok(lb) = mem::read(pid, lenp, 4) {
                     let len = u32::from_ne_bytes(lb.try_into().expect("4 bytes")) as usize;
                     if let Ok(raw) = mem::read(pid, addr, len.min(28)) {
-                        if let Some(g) = crate::net::on_name(&ctx.cfg.ports, &raw, peer) {
+                        if let Some(g) = crate::net::on_name(&maps, &raw, peer) {
                             let _ = mem::write(pid, addr, &g);
                         }
                     }

@@ -25,6 +25,8 @@ use std::sync::atomic::Ordering;
 /// What to do when the syscall that stopped returns.
 #[derive(Debug, Clone)]
 pub enum ExitAction {
+    /// bind(2) under `-n` moved to port 0: learn the port the kernel chose for `guest`.
+    BindAuto { fd: i32, guest: u16 },
     /// Put the argument registers back (we pointed them at our copies of the paths).
     Restore,
     /// The call was skipped: make it return this.
@@ -247,11 +249,20 @@ pub struct Ctx<'a> {
     pub emu: crate::ptrace_emu::Emu,
     /// Short aliases for AF_UNIX paths too long once translated (see sockets.rs).
     pub sock_aliases: crate::sockets::Aliases,
+    /// Ports learnt under `-n` (network cooperation): guest port -> the host port bound.
+    pub auto_ports: Vec<crate::net::PortMap>,
     /// Why the first program could not be executed (the path it named, the error).
     pub start_error: Option<(Vec<u8>, Errno)>,
 }
 
 impl Ctx<'_> {
+    /// Every port mapping in force: `-p` ones first (they win), then those `-n` learnt.
+    pub fn port_maps(&self) -> Vec<crate::net::PortMap> {
+        let mut v = self.cfg.ports.clone();
+        v.extend(self.auto_ports.iter().copied());
+        v
+    }
+
     pub fn debug(&self, m: impl FnOnce() -> String) {
         if self.cfg.verbose >= 2 {
             eprintln!("tracer: {}", m());
@@ -424,6 +435,7 @@ pub fn run(
         tracees: HashMap::new(),
         emu: Default::default(),
         sock_aliases: Default::default(),
+        auto_ports: Vec::new(),
         start_error: None,
     };
     ctx.tracees.insert(

@@ -126,6 +126,7 @@ fn run(args: &[String]) -> Result<u8, String> {
     let mut verbose = 0u8;
     let mut recommended = false;
     let mut ports: Vec<tracer::net::PortMap> = Vec::new();
+    let mut netcoop = false;
     let mut qemu: Option<String> = None;
     let mut i = 0;
     let value = |i: &mut usize, a: &str| -> Result<String, String> {
@@ -188,9 +189,9 @@ fn run(args: &[String]) -> Result<u8, String> {
                         .ok_or_else(|| format!("-p needs GUEST_PORT:HOST_PORT, got {v}"))?,
                 );
             }
-            // PRoot-udocker's "network cooperation" (-n): share the host's network as is.
-            // That is what the guest does here anyway; accepted so command lines carry over.
-            "-n" | "--netcoop" => {}
+            // PRoot-udocker's "network cooperation" (-n): ports the guest binds are bound
+            // wherever the kernel finds a free one, so guests can share port numbers.
+            "-n" | "--netcoop" => netcoop = true,
             "--kill-on-exit" => kill_on_exit = true,
             "-v" | "--verbose" => {
                 // PRoot takes any integer; negative means quieter than the default.
@@ -335,6 +336,7 @@ fn run(args: &[String]) -> Result<u8, String> {
         // exit; tests/tracer.rs `exit_status_propagates` keeps ours).
         last_exit_status: false,
         ports,
+        netcoop,
         verbose,
         qemu,
     };

@@ -80,7 +80,8 @@ usage: udocker run [options] CONTAINER|IMAGE [COMMAND [ARGS...]]\n\
   --nobanner                 no STARTING banner\n\
   -i, -t, -a                 accepted (the terminal is passed through as it is)\n\
   -p [IP:]HOSTPORT:CONTPORT  the container's CONTPORT is bound as HOSTPORT (P1/P2; others warn)\n\
-  -P                         accepted (the container uses the host's network)\n\
+  -P, --publish-all, --netcoop  P1/P2: every other port the container binds is bound where free,\n\
+                             so containers can share port numbers (upstream's proot -n)\n\
   --device=HOST[:CONT]       bind a device (R1/R2/R3 modes; ignored by the others)\n\
   --volumes-from, --dns, --dns-search  accepted and ignored\n";
 
@@ -171,6 +172,7 @@ fn request(p: &Parsed, args: Vec<String>) -> Result<RunRequest, Fail> {
             .iter()
             .map(|v| parse_publish(v))
             .collect::<Result<_, _>>()?,
+        netcoop: p.has("-P"),
     })
 }
 
@@ -218,7 +220,7 @@ fn port_warnings(p: &Parsed, target: &Target, plan: &engine::Plan) {
     if nix::unistd::geteuid().is_root() {
         return;
     }
-    let mapped = |c: u16| remaps && plan.ports.iter().any(|&(cp, _)| cp == c);
+    let mapped = |c: u16| remaps && (plan.netcoop || plan.ports.iter().any(|&(cp, _)| cp == c));
     for (port, proto) in &target.meta.exposed_ports {
         if *port < start && !mapped(*port) && !p.has("--nometa") {
             warn!(
@@ -234,8 +236,10 @@ fn port_warnings(p: &Parsed, target: &Target, plan: &engine::Plan) {
             );
         }
     }
-    if p.has("-P") {
-        debug!("-P: the container uses the host's network; its ports are the host's");
+    if p.has("-P") && !remaps {
+        warn!(
+            "-P (network cooperation) needs execution mode P1 or P2: programs bind the host's ports directly"
+        );
     }
 }
 

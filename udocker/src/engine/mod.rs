@@ -380,6 +380,8 @@ pub struct RunRequest {
     pub devices: Vec<String>,
     /// `-p HOST:CONT`: (container port, host port).
     pub ports: Vec<(u16, u16)>,
+    /// `-P`/`--netcoop`: P modes bind other ports wherever free (the tracer's `-n`).
+    pub netcoop: bool,
 }
 
 /// The container to run.
@@ -450,6 +452,8 @@ pub struct Plan {
     pub devices: Vec<String>,
     /// (container port, host port) to remap (P modes).
     pub ports: Vec<(u16, u16)>,
+    /// Network cooperation (P modes).
+    pub netcoop: bool,
     /// Things the user should hear about (ignored items, the default command).
     pub warnings: Vec<String>,
 }
@@ -781,6 +785,7 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
         mode: target.mode,
         devices: req.devices.clone(),
         ports: req.ports.clone(),
+        netcoop: req.netcoop,
         warnings,
     })
 }

@@ -40,6 +40,7 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
             .iter()
             .map(|&(guest, host)| tracer::net::PortMap { guest, host })
             .collect(),
+        netcoop: plan.netcoop,
         verbose,
         qemu: None,
     }

@@ -53,6 +53,7 @@ fn plan(mode: ExecMode, uid: u32) -> Plan {
         mode,
         devices: Vec::new(),
         ports: Vec::new(),
+        netcoop: false,
         warnings: Vec::new(),
     }
 }
