@@ -940,7 +940,8 @@ fn published_ports_are_remapped_in_p_modes() {
             "ml",
             "/bin/sh",
             "-c",
-            "nc -l -p 80 > /tmp/got & sleep 0.5; echo ping | nc -w 2 127.0.0.1 80; wait; cat /tmp/got",
+            "nc -l -p 80 > /tmp/got & for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do \
+             sleep 0.3; echo ping | nc -w 2 127.0.0.1 80 2>/dev/null && break; done; wait; cat /tmp/got",
         ],
     );
     assert_eq!(out, "ping\n");
