@@ -402,6 +402,9 @@ pub struct Launch {
     pub mpi: bool,
     /// A PMIx server waits for this rank (`PMIX_RANK`, `PMIX_NAMESPACE`).
     pub pmix: bool,
+    /// Inside a batch job (Slurm, PBS, LSF, Flux) or an MPI job: the CPU set the resource
+    /// manager gave is part of the job's contract and must reach the program unchanged.
+    pub job: bool,
 }
 
 impl Launch {
@@ -413,17 +416,31 @@ impl Launch {
             || has("PMI_RANK")
             || has("PMI_FD")
             || has("PMI_PORT");
-        Launch { mpi, pmix }
+        let job = mpi
+            || ["SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID"]
+                .iter()
+                .any(|k| has(k));
+        Launch { mpi, pmix, job }
+    }
+
+    /// From this process's environment.
+    pub fn current() -> Launch {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Launch::from_env(&env)
     }
 }
 
 /// The host directories an MPI rank must see at the same paths: `/tmp` (OpenMPI's session
-/// directory and PMIx's rendezvous files live there by default) and the directories the
+/// directory and PMIx's rendezvous files live there by default), `/dev/shm` (shared-memory
+/// segments the ranks of a node open from each other: the R modes otherwise give each
+/// container a /dev/shm of its own, and OpenMPI falls back to TCP) and the directories the
 /// launcher names in the environment (under `srun --mpi=pmix` the PMIx server's directory is in
 /// slurmd's spool, not in /tmp). Only absolute paths of existing directories, each once,
 /// leaving out those below another one already listed.
 pub fn mpi_dirs(env: &[(String, String)]) -> Vec<PathBuf> {
-    let mut want: Vec<&str> = vec!["/tmp"];
+    let mut want: Vec<&str> = vec!["/tmp", "/dev/shm"];
     for (k, v) in env {
         let named = matches!(
             k.as_str(),
@@ -768,6 +785,14 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
         ruser: &host.user,
     });
     warnings.extend(env_warnings);
+    let mut env = env;
+    // The R modes put each rank in a user namespace of its own, where OpenMPI's default
+    // single-copy transport (CMA, process_vm_readv) is refused between ranks: it warns once
+    // per rank and falls back. Say beforehand that there is none (unless the user chose).
+    if target.mode.is_runc() && Launch::from_env(&host.env).mpi {
+        env.entry("OMPI_MCA_btl_vader_single_copy_mechanism".into())
+            .or_insert_with(|| "none".into());
+    }
 
     // The command: docker's rules for Entrypoint and Cmd.
     let mut argv: Vec<String> = match &req.entrypoint {
