@@ -292,11 +292,13 @@ pub fn mount_points(plan: &Plan) -> (Vec<String>, Vec<String>) {
         if fs::symlink_metadata(&p).is_ok() {
             continue;
         }
+        // Several runs of one container may start at once (the ranks of an MPI job) and make
+        // the same mount point: one that appeared meanwhile is as good as one made here.
         let made = p.parent().is_some_and(|d| fs::create_dir_all(d).is_ok())
             && if v.host.is_dir() {
-                fs::create_dir(&p).is_ok()
+                fs::create_dir(&p).is_ok() || p.is_dir()
             } else {
-                fs::File::create(&p).is_ok()
+                fs::File::create(&p).is_ok() || p.is_file()
             };
         if !made {
             if v.origin == super::Origin::User {
