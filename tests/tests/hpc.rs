@@ -5,7 +5,7 @@
 //!
 //! Per execution mode (P1, F1, and R1 where this host lets an ordinary user create user
 //! namespaces):
-//! * batch: `srun -n1 udocker run` and an `sbatch` script (output and exit status); `scancel` of
+//! * batch: inherited descriptors stay open; `srun -n1 udocker run` and an `sbatch` script (output and exit status); `scancel` of
 //!   a running container leaves no process (a double-forked one included); the job's CPU time in
 //!   `sacct` includes what the container burnt; `-c`/`--mem` are visible and enforced inside.
 //! * MPI: `mpirun -np 2 udocker run --hostenv C /app/allreduce`, `srun --mpi=pmix -n 2 udocker
@@ -269,6 +269,16 @@ fn node_cpus() -> usize {
 fn batch(mode: Mode) {
     let Some(t) = setup(mode) else { return };
     let udocker = ud();
+
+    // Descriptors the caller hands down stay open in the container (launchers pass some).
+    let f = t.home.join("fd-input");
+    t.write_file(&f, b"from-fd-5\n");
+    let script = format!(
+        "exec 5<'{}'; '{udocker}' run --nobanner c sh -c 'read x <&5; echo got:$x'",
+        f.display()
+    );
+    let o = user_run(&t, "sh", &["-c", &script], MIN);
+    assert_eq!(ok(&o, "run with fd 5").trim(), "got:from-fd-5", "{mode:?}");
 
     // srun: output and exit status of the container's command.
     let o = srun(&t, &[], &["sh", "-c", "echo out-$SLURM_JOB_ID; exit 7"]);
