@@ -3,7 +3,7 @@
 //! with the image `test/mpi` it pushes (debian:bookworm, Debian's OpenMPI, `/app/allreduce`).
 //! Every Slurm and MPI command runs as the test user, as a user of a cluster would.
 //!
-//! Per execution mode (P1, F1, and R1 where this host lets an ordinary user create user
+//! Per execution mode (P1, P2, F1, and R1, R2 where this host lets an ordinary user create user
 //! namespaces):
 //! * batch: inherited descriptors stay open; `srun -n1 udocker run` and an `sbatch` script (output and exit status); `scancel` of
 //!   a running container leaves no process (a double-forked one included); the job's CPU time in
@@ -101,8 +101,10 @@ fn slurm_admin(prog: &str, args: &[&str]) -> String {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
     P1,
+    P2,
     F1,
     R1,
+    R2,
 }
 
 /// A world with the MPI image in a container `c` set to `mode`. None (with the reason printed)
@@ -113,16 +115,16 @@ fn setup(mode: Mode) -> Option<TestEnv> {
     t.ud_ok(&["create", "--name=c", &hpc("MPI_REF")]);
     match mode {
         Mode::P1 => {}
-        Mode::F1 => {
-            t.ud_ok(&["setup", "--execmode=F1", "c"]);
+        Mode::P2 | Mode::F1 => {
+            t.ud_ok(&["setup", &format!("--execmode={mode:?}"), "c"]);
         }
-        Mode::R1 => {
-            t.ud_ok(&["setup", "--execmode=R1", "c"]);
+        Mode::R1 | Mode::R2 => {
+            t.ud_ok(&["setup", &format!("--execmode={mode:?}"), "c"]);
             let o = t.ud(&["run", "--nobanner", "c", "true"]);
             if !o.status.success() {
                 let e = stderr(&o);
                 if e.contains("user namespace") || e.contains("no runc or crun") {
-                    eprintln!("SKIP R1: this host cannot run it: {}", e.trim());
+                    eprintln!("SKIP {mode:?}: this host cannot run it: {}", e.trim());
                     return None;
                 }
                 panic!(
@@ -369,15 +371,23 @@ fn batch(mode: Mode) {
         "104857600",
         "--mem=100M visible"
     );
-    // 400 MB through `tail -n 1` (it keeps a line without newlines in memory).
+    // 400 MB through `tail -n 1` (it keeps a line without newlines in memory); pipefail: the
+    // OOM-killed tail decides the exit status (slurmstepd's OOM report can race the step's end).
     let o = srun(
         &t,
         &["--mem=100M"],
-        &["sh", "-c", "head -c 400M /dev/zero | tail -n 1 | wc -c"],
+        &[
+            "bash",
+            "-c",
+            "set -o pipefail; head -c 400M /dev/zero | tail -n 1 | wc -c",
+        ],
     );
     let e = stderr(&o).to_lowercase();
     assert!(
-        !o.status.success() && (e.contains("out of memory") || e.contains("oom-kill")),
+        !o.status.success()
+            && (e.contains("out of memory")
+                || e.contains("oom-kill")
+                || o.status.code() == Some(137)),
         "--mem=100M is enforced (OOM kill)\n{}",
         show(&o)
     );
@@ -421,6 +431,16 @@ fn batch(mode: Mode) {
 #[test]
 fn batch_p1() {
     batch(Mode::P1);
+}
+
+#[test]
+fn batch_p2() {
+    batch(Mode::P2);
+}
+
+#[test]
+fn batch_r2() {
+    batch(Mode::R2);
 }
 
 #[test]
@@ -517,6 +537,16 @@ fn mpi(mode: Mode) {
 #[test]
 fn mpi_p1() {
     mpi(Mode::P1);
+}
+
+#[test]
+fn mpi_p2() {
+    mpi(Mode::P2);
+}
+
+#[test]
+fn mpi_r2() {
+    mpi(Mode::R2);
 }
 
 #[test]
