@@ -34,6 +34,14 @@ fn hpc_env() -> &'static HashMap<String, String> {
                 p.display()
             )
         });
+        // Fail early and clearly when the cluster is down (after a reboot, or `hpc.sh down`).
+        let ping = Command::new("scontrol").arg("ping").output();
+        match ping {
+            Ok(o) if stdout(&o).contains("is UP") => {}
+            other => {
+                panic!("slurmctld does not answer ({other:?}): run scripts/hpc.sh up (as root)")
+            }
+        }
         text.lines()
             .filter(|l| !l.starts_with('#'))
             .filter_map(|l| l.split_once('='))
