@@ -187,11 +187,10 @@ push_mpi_image() {
 # ------------------------------------------------------------------- config ---
 
 write_configs() {
-    local cpus mem changed=0 topo
+    local mem changed=0 topo
     # The node line as slurmd sees the machine, less its uptime; memory a little below the total
     # so that the node is not refused for having less than configured.
     topo=$(slurmd -C | head -n 1)
-    cpus=$(sed -n 's/.* CPUs=\([0-9]*\).*/\1/p' <<<"$topo")
     mem=$(($(sed -n 's/.* RealMemory=\([0-9]*\).*/\1/p' <<<"$topo") * 9 / 10))
     local node=${topo#NodeName=* }
     node=${node% RealMemory=*}
