@@ -13,6 +13,13 @@ else
   echo "not root: assuming scripts/fixtures.sh up was run already"
 fi
 
+step "HPC fixtures (single-node Slurm cluster on 127.0.0.1, OpenMPI image; tests/tests/hpc.rs)"
+if [ "$(id -u)" = 0 ]; then
+  scripts/hpc.sh up
+else
+  echo "not root: assuming scripts/hpc.sh up was run already"
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -329,7 +329,12 @@ fn run(args: &[String]) -> Result<u8, String> {
         kernel_release: kernel,
         kill_on_exit,
         mode,
-        pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
+        // As `run`'s P modes: off inside batch/MPI jobs (the job's CPU set must reach the
+        // program; this also serves R2/R3, where this command is the tracer in the container).
+        pin_cpu: match std::env::var_os("UDOCKER_TRACER_PIN") {
+            Some(v) => v != "0",
+            None => !crate::engine::Launch::current().job,
+        },
         glue: std::env::var_os("PROOT_DONT_POLLUTE_ROOTFS")
             .is_none_or(|v| v.is_empty() || v == "0"),
         // The first process's status, as a shell reports it (PRoot reports the last normal

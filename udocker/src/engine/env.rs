@@ -1,6 +1,7 @@
 //! The container's environment, layered as docker does (`spec/udocker.md` §1, "Environment
 //! precedence"), later layers winning:
-//! 1. from the host only `TERM` (everything but `PATH` with `--hostenv`);
+//! 1. from the host only `TERM` and the MPI/batch variables (`OMPI_*`, `PMIX_*`, `PMI_*`,
+//!    `SLURM_*`); everything but `PATH` with `--hostenv`;
 //! 2. defaults: `HOME` (the user's), `PATH` (docker's default), `SHLVL=0`, `PS1`;
 //! 3. the image's `Env`;
 //! 4. `--env-file` lines;
@@ -18,6 +19,12 @@ pub const DEFAULT_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bi
 
 /// Host variables that always pass (upstream's `valid_host_env` less `PATH`).
 const HOST_PASS: &[&str] = &["TERM"];
+/// Host variables that always pass by prefix: what MPI launchers and batch systems tell each
+/// rank or job step (its rank, the PMIx server's address, the job's id and limits). A rank
+/// started by `srun --mpi=pmix udocker run C prog` cannot start without them, and the user
+/// should not need `--hostenv` for that. (`OPAL_*` stays out: `OPAL_PREFIX` names the host's
+/// OpenMPI installation, not the container's.)
+const HOST_PASS_PREFIXES: &[&str] = &["OMPI_", "PMIX_", "PMI_", "SLURM_"];
 /// Host variables that never pass, even with `--hostenv` (upstream's `invalid_host_env`; the
 /// `container_*` ones belong to an outer container).
 const HOST_BLOCK: &[&str] = &["VTE_VERSION", "PATH", "PWD", "OLDPWD"];
@@ -90,7 +97,7 @@ pub fn build(inp: &EnvInput) -> (BTreeMap<String, String>, Vec<String>) {
         let pass = if inp.hostenv {
             !HOST_BLOCK.contains(&k.as_str()) && !k.starts_with("container_")
         } else {
-            HOST_PASS.contains(&k.as_str())
+            HOST_PASS.contains(&k.as_str()) || HOST_PASS_PREFIXES.iter().any(|p| k.starts_with(p))
         };
         if pass && valid_key(k) && !v.contains('\0') {
             env.insert(k.clone(), v.clone());

@@ -406,6 +406,9 @@ pub struct Host {
     pub nodename: String,
     /// Where the host's files are read from (`/` except in tests).
     pub etc: PathBuf,
+    /// The real ids of the user running udocker.
+    pub uid: u32,
+    pub gid: u32,
 }
 
 impl Host {
@@ -431,8 +434,87 @@ impl Host {
                 .map(|u| u.nodename().to_string_lossy().into_owned())
                 .unwrap_or_else(|_| "localhost".into()),
             etc: PathBuf::from("/etc"),
+            uid: uid.as_raw(),
+            gid: nix::unistd::getgid().as_raw(),
         }
     }
+}
+
+/// How the container was started, read from the environment its launcher gave `run`: as one
+/// rank of an MPI job (`mpirun`, `srun --mpi=...`), and whether a PMIx server is serving it.
+/// MPI codes run one `udocker run` per rank, and the user should not have to know what the
+/// ranks need from the container (see [`mpi_dirs`] and [`prepare`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Launch {
+    /// Started by an MPI launcher or a resource manager's PMI/PMIx server.
+    pub mpi: bool,
+    /// A PMIx server waits for this rank (`PMIX_RANK`, `PMIX_NAMESPACE`).
+    pub pmix: bool,
+    /// Inside a batch job (Slurm, PBS, LSF, Flux) or an MPI job: the CPU set the resource
+    /// manager gave is part of the job's contract and must reach the program unchanged.
+    pub job: bool,
+}
+
+impl Launch {
+    pub fn from_env(env: &[(String, String)]) -> Launch {
+        let has = |k: &str| env.iter().any(|(x, _)| x == k);
+        let pmix = has("PMIX_RANK") || has("PMIX_NAMESPACE");
+        let mpi = pmix
+            || has("OMPI_COMM_WORLD_RANK")
+            || has("PMI_RANK")
+            || has("PMI_FD")
+            || has("PMI_PORT");
+        let job = mpi
+            || ["SLURM_JOB_ID", "PBS_JOBID", "LSB_JOBID", "FLUX_JOB_ID"]
+                .iter()
+                .any(|k| has(k));
+        Launch { mpi, pmix, job }
+    }
+
+    /// From this process's environment.
+    pub fn current() -> Launch {
+        let env: Vec<(String, String)> = std::env::vars_os()
+            .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
+            .collect();
+        Launch::from_env(&env)
+    }
+}
+
+/// The host directories an MPI rank must see at the same paths: `/tmp` (OpenMPI's session
+/// directory and PMIx's rendezvous files live there by default), `/dev/shm` (shared-memory
+/// segments the ranks of a node open from each other: the R modes otherwise give each
+/// container a /dev/shm of its own, and OpenMPI falls back to TCP) and the directories the
+/// launcher names in the environment (under `srun --mpi=pmix` the PMIx server's directory is in
+/// slurmd's spool, not in /tmp). Only absolute paths of existing directories, each once,
+/// leaving out those below another one already listed.
+pub fn mpi_dirs(env: &[(String, String)]) -> Vec<PathBuf> {
+    let mut want: Vec<&str> = vec!["/tmp", "/dev/shm"];
+    for (k, v) in env {
+        let named = matches!(
+            k.as_str(),
+            "PMIX_SERVER_TMPDIR"
+                | "PMIX_SYSTEM_TMPDIR"
+                | "OMPI_MCA_orte_tmpdir_base"
+                | "OMPI_MCA_orte_top_session_dir"
+        ) || (k.starts_with("PMIX_DSTORE_") && k.ends_with("_BASE_PATH"));
+        if named && v.starts_with('/') {
+            want.push(v);
+        }
+    }
+    let mut out: Vec<PathBuf> = Vec::new();
+    let mut dirs: Vec<PathBuf> = want
+        .into_iter()
+        .filter_map(|d| fs::canonicalize(d).ok())
+        .filter(|d| d.is_dir() && d != Path::new("/"))
+        .collect();
+    // Shortest first, so that a directory below one already bound is seen as covered.
+    dirs.sort_by_key(|d| d.as_os_str().len());
+    for d in dirs {
+        if !out.iter().any(|o| d.starts_with(o)) {
+            out.push(d);
+        }
+    }
+    out
 }
 
 /// Everything an engine needs to start the container.
@@ -590,6 +672,13 @@ fn volumes(
             add_sys(h, &g, vec![g.clone()]);
         }
     }
+    // An MPI rank reaches its launcher's PMIx server and its peers through files in these.
+    if !req.nosysdirs && Launch::from_env(&host.env).mpi {
+        for d in mpi_dirs(&host.env) {
+            let g = d.to_string_lossy().into_owned();
+            add_sys(d, &g, vec![g.clone()]);
+        }
+    }
     if req.dri {
         for d in DRI {
             if let Some(h) = canonical_host(d) {
@@ -659,8 +748,13 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
     } else {
         (read_guest("/etc/passwd"), read_guest("/etc/group"))
     };
+    // A PMIx server checks that the uid a client announces is the one the kernel reports for
+    // its socket: a rank under a fake root fails (OpenMPI: "OPAL ERROR: Unreachable"). So
+    // without --user, ranks run as the real user (the image's User is not honoured then).
+    let pmix_uid = req.user.is_none() && host.uid != 0 && Launch::from_env(&host.env).pmix;
     let spec = match (&req.user, &meta.user) {
         (Some(u), _) => Some(u.clone()),
+        (None, _) if pmix_uid => Some(UserSpec::UidGid(host.uid, host.gid)),
         (None, Some(u)) => Some(users::parse_user_spec(u)?),
         (None, None) => None,
     };
@@ -744,6 +838,14 @@ pub fn prepare(req: &RunRequest, target: &Target, host: &Host) -> Result<Plan, E
         ruser: &host.user,
     });
     warnings.extend(env_warnings);
+    let mut env = env;
+    // The R modes put each rank in a user namespace of its own, where OpenMPI's default
+    // single-copy transport (CMA, process_vm_readv) is refused between ranks: it warns once
+    // per rank and falls back. Say beforehand that there is none (unless the user chose).
+    if target.mode.is_runc() && Launch::from_env(&host.env).mpi {
+        env.entry("OMPI_MCA_btl_vader_single_copy_mechanism".into())
+            .or_insert_with(|| "none".into());
+    }
 
     // The command: docker's rules for Entrypoint and Cmd.
     let mut argv: Vec<String> = match &req.entrypoint {

@@ -31,8 +31,14 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
             ExecMode::P2 => tracer::Mode::P2,
             _ => tracer::Mode::Auto,
         },
-        // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off.
-        pin_cpu: std::env::var_os("UDOCKER_TRACER_PIN").is_none_or(|v| v != "0"),
+        // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off, =1 on.
+        // Off by default inside a batch or MPI job: while pinned the guest sees one CPU, and
+        // programs size their thread pools (OpenMP, hwloc binding) from the affinity mask that
+        // srun -c N / mpirun gave, at start-up, before the tracer would release the pin.
+        pin_cpu: match std::env::var_os("UDOCKER_TRACER_PIN") {
+            Some(v) => v != "0",
+            None => !super::Launch::current().job,
+        },
         glue: true,
         last_exit_status: false,
         ports: plan

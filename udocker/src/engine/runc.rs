@@ -292,11 +292,13 @@ pub fn mount_points(plan: &Plan) -> (Vec<String>, Vec<String>) {
         if fs::symlink_metadata(&p).is_ok() {
             continue;
         }
+        // Several runs of one container may start at once (the ranks of an MPI job) and make
+        // the same mount point: one that appeared meanwhile is as good as one made here.
         let made = p.parent().is_some_and(|d| fs::create_dir_all(d).is_ok())
             && if v.host.is_dir() {
-                fs::create_dir(&p).is_ok()
+                fs::create_dir(&p).is_ok() || p.is_dir()
             } else {
-                fs::File::create(&p).is_ok()
+                fs::File::create(&p).is_ok() || p.is_file()
             };
         if !made {
             if v.origin == super::Origin::User {
@@ -789,12 +791,64 @@ fn isatty(fd: i32) -> bool {
 
 /// Run the plan with runc or crun; returns the command's exit status.
 /// `state_dir` is the container directory (or --location's scratch directory).
+/// The highest descriptor above 2 that survives exec (no close-on-exec flag): one this process
+/// inherited for the command. Ours are all close-on-exec (Rust opens files so).
+fn highest_inherited_fd() -> Option<i32> {
+    let fds: Vec<i32> = fs::read_dir("/proc/self/fd")
+        .ok()?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .collect();
+    fds.into_iter()
+        .filter(|&fd| {
+            // SAFETY: F_GETFD only reads the descriptor's flags.
+            fd > 2 && {
+                let f = unsafe { libc::fcntl(fd, libc::F_GETFD) };
+                f >= 0 && f & libc::FD_CLOEXEC == 0
+            }
+        })
+        .max()
+}
+
+/// Open /dev/null (close-on-exec) on every descriptor in 3..=top that is not open, so that a
+/// child's lowest free descriptors lie above `top`; closed when the returned files drop.
+fn fill_fd_gaps(top: i32) -> Vec<fs::File> {
+    use std::os::fd::{AsRawFd, FromRawFd};
+    let mut out = Vec::new();
+    for fd in 3..=top {
+        // SAFETY: F_GETFD only reads flags.
+        if unsafe { libc::fcntl(fd, libc::F_GETFD) } >= 0 {
+            continue;
+        }
+        let Ok(f) = fs::File::open("/dev/null") else {
+            break;
+        };
+        if f.as_raw_fd() == fd {
+            out.push(f);
+            continue;
+        }
+        // SAFETY: fd is free (checked above); dup3 makes it a close-on-exec copy we own.
+        let r = unsafe { libc::dup3(f.as_raw_fd(), fd, libc::O_CLOEXEC) };
+        if r == fd {
+            out.push(unsafe { fs::File::from_raw_fd(fd) });
+        }
+    }
+    out
+}
+
 pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, EngineError> {
     let path_env = std::env::var("PATH").unwrap_or_else(|_| "/usr/bin:/bin".into());
     let override_ = std::env::var("UDOCKER_USE_RUNC_EXECUTABLE").ok();
     let rt = find_runtime(override_.as_deref(), &path_env)?;
     check_userns()?;
     crate::debug!("runtime {} ({})", rt.path.display(), rt.kind.name());
+    if rt.kind == Kind::Runc && plan.user.entry.uid != 0 && super::Launch::current().pmix {
+        // runc maps only root: the rank's uid then differs from the one PMIx sees on its socket.
+        crate::warn!(
+            "an MPI rank under runc runs as root in its namespace and PMIx refuses it \
+             (\"OPAL ERROR: Unreachable\"): use crun, or execution mode P1 or F1"
+        );
+    }
     if let Some(cpus) = &plan.cpus {
         super::ptrace::set_affinity(cpus)?;
     }
@@ -861,7 +915,38 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         if verbose >= 2 && rt.kind == Kind::Runc {
             cmd.arg("--debug");
         }
-        cmd.arg("run").arg("--bundle").arg(&bundle).arg(&id);
+        cmd.arg("run").arg("--bundle").arg(&bundle);
+        // The runtimes close every descriptor above 2 unless told: an MPI launcher or a batch
+        // script may have handed the command some (PMI_FD, a pipe), as for any other program.
+        let top = highest_inherited_fd();
+        let mut _fillers = Vec::new();
+        if let Some(top) = top {
+            cmd.arg(format!("--preserve-fds={}", top - 2));
+            _fillers = fill_fd_gaps(top);
+            // runc insists that every descriptor of the range exists after its exec: ours
+            // (close-on-exec) become /dev/null in the child; the gaps were filled above, so
+            // that Command's own close-on-exec pipe lies above the range.
+            // SAFETY: open, fcntl, dup2 and close only (async-signal-safe).
+            unsafe {
+                cmd.pre_exec(move || {
+                    let null = libc::open(c"/dev/null".as_ptr(), libc::O_RDWR);
+                    if null < 0 {
+                        return Err(io::Error::last_os_error());
+                    }
+                    for fd in 3..=top {
+                        let f = libc::fcntl(fd, libc::F_GETFD);
+                        if fd != null && (f < 0 || f & libc::FD_CLOEXEC != 0) {
+                            libc::dup2(null, fd);
+                        }
+                    }
+                    if null > top {
+                        libc::close(null);
+                    }
+                    Ok(())
+                });
+            }
+        }
+        cmd.arg(&id);
         if rt.kind == Kind::Runc {
             // SAFETY: prctl only.
             unsafe {

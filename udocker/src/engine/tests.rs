@@ -78,6 +78,8 @@ fn host(w: &World) -> Host {
         home: w.vol.clone(),
         nodename: "node1".into(),
         etc: w.etc.clone(),
+        uid: 1000,
+        gid: 1000,
     }
 }
 
@@ -432,5 +434,81 @@ fn environment_in_plan() {
     assert_eq!(
         p.env["FOO"], "file",
         "--env-file wins over the image's Env (docker)"
+    );
+}
+
+#[test]
+fn mpi_rank_context() {
+    let w = world();
+    let mut h = host(&w);
+    let srv = w.vol.join("sub");
+    let srv_s = srv.to_string_lossy().into_owned();
+    h.env.extend([
+        ("PMIX_RANK".into(), "1".into()),
+        ("PMIX_SERVER_TMPDIR".into(), srv_s.clone()),
+        ("SLURM_JOB_ID".into(), "42".into()),
+        ("OMPI_COMM_WORLD_RANK".into(), "1".into()),
+        ("OPAL_PREFIX".into(), "/usr".into()),
+    ]);
+    assert_eq!(
+        Launch::from_env(&h.env),
+        Launch {
+            mpi: true,
+            pmix: true,
+            job: true
+        }
+    );
+    let mut r = req(&["/bin/sh"]);
+    r.nosysdirs = false;
+    let plan = prepare(&r, &target(&w, ImageMeta::default()), &h).unwrap();
+    // The real ids under PMIx (its peer-credential check), not the container's root.
+    assert_eq!((plan.user.entry.uid, plan.user.entry.gid), (1000, 1000));
+    assert_eq!(plan.user.entry.name, "alice");
+    for k in [
+        "PMIX_RANK",
+        "PMIX_SERVER_TMPDIR",
+        "SLURM_JOB_ID",
+        "OMPI_COMM_WORLD_RANK",
+    ] {
+        assert!(plan.env.contains_key(k), "{k} passes without --hostenv");
+    }
+    assert!(!plan.env.contains_key("OPAL_PREFIX"));
+    let guests: Vec<&str> = plan.volumes.iter().map(|v| v.guest.as_str()).collect();
+    assert!(guests.contains(&"/tmp"), "{guests:?}");
+    let canon = fs::canonicalize(&srv).unwrap();
+    if !canon.starts_with("/tmp") {
+        assert!(guests.contains(&canon.to_str().unwrap()), "{guests:?}");
+    }
+    // --user wins; --nosysdirs binds nothing.
+    let mut r = req(&["/bin/sh"]);
+    r.user = Some(UserSpec::Uid(0));
+    r.nosysdirs = true;
+    let plan = prepare(&r, &target(&w, ImageMeta::default()), &h).unwrap();
+    assert_eq!(plan.user.entry.uid, 0);
+    assert!(!plan.volumes.iter().any(|v| v.guest == "/tmp"));
+    // Outside an MPI job nothing changes.
+    r.user = None;
+    r.nosysdirs = false;
+    let plan = prepare(&r, &target(&w, ImageMeta::default()), &host(&w)).unwrap();
+    assert_eq!(plan.user.entry.uid, 0);
+    assert!(!plan.volumes.iter().any(|v| v.guest == "/tmp"));
+}
+
+#[test]
+fn mpi_dirs_dedup() {
+    let env = vec![
+        ("PMIX_SYSTEM_TMPDIR".to_string(), "/tmp".to_string()),
+        ("PMIX_SERVER_TMPDIR".to_string(), "relative".to_string()),
+        (
+            "PMIX_DSTORE_21_BASE_PATH".to_string(),
+            "/nonexistent/x".to_string(),
+        ),
+    ];
+    let tmp = fs::canonicalize("/tmp").unwrap();
+    let dirs = mpi_dirs(&env);
+    assert_eq!(dirs.iter().filter(|d| **d == tmp).count(), 1, "{dirs:?}");
+    assert!(
+        !dirs.iter().any(|d| d.starts_with("/nonexistent")),
+        "{dirs:?}"
     );
 }
