@@ -5,7 +5,7 @@
 use crate::path::{View, PATH_MAX};
 use crate::real;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Variables kept across `execve` even when the program passes its own environment (§4.4:
 /// upstream's list plus the fork's).
@@ -137,17 +137,113 @@ pub fn get() -> &'static Config {
     unsafe { &*CFG.0.get() }
 }
 
+// ---------------------------------------------------------------- the root chroot() installs
+//
+// chroot(2) emulation (spec §4.2, "chroot(2) emulation"; §5: the suite's chroot and
+// escape-nested-chroot tests): a chroot inside the container moves the fake root of this
+// process (and, through the environment, of its children). Upstream re-reads FAKECHROOT_BASE
+// with getenv on every call; the captured `Config` cannot change under concurrent readers, so
+// the new root goes into one of a few static slots and a single atomic word names the current
+// one. Writers take a spin lock (chroot is rare) and always fill a slot other than the current
+// one, so a reader never sees a half-written root; a slot is reused only after SLOTS further
+// chroots, which a translation in flight on another thread would have to outlive.
+
+const KEY: &[u8] = b"FAKECHROOT_BASE=";
+const SLOT_LEN: usize = KEY.len() + PATH_MAX;
+const SLOTS: usize = 8;
+
+/// `FAKECHROOT_BASE=<root>\0`: the string is handed to children as it is (exec.rs).
+struct Slot(UnsafeCell<[u8; SLOT_LEN]>);
+// SAFETY: a slot is written only under CHROOT_LOCK and only while CUR names another slot;
+// readers reach it only through the CUR value published (Release) after the write.
+unsafe impl Sync for Slot {}
+
+static ROOTS: [Slot; SLOTS] = [const { Slot(UnsafeCell::new([0; SLOT_LEN])) }; SLOTS];
+/// 0: no chroot yet (the root is `Config::base`); else `(slot + 1) << 32 | length of the root`.
+static CUR: AtomicU64 = AtomicU64::new(0);
+static CHROOT_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// The slot and root length CUR names, when a chroot happened.
+fn current() -> Option<(usize, usize)> {
+    let c = CUR.load(Ordering::Acquire);
+    (c != 0).then(|| ((c >> 32) as usize - 1, (c & 0xffff_ffff) as usize))
+}
+
+/// The first `n` bytes of slot `i` (`FAKECHROOT_BASE=<root>\0`).
+fn slot(i: usize, n: usize) -> &'static [u8] {
+    // SAFETY: the slot was completely written before CUR named it (Release/Acquire) and is not
+    // written again while it is current (see above); `n` <= SLOT_LEN (`set_root` checks the
+    // root's length).
+    unsafe { core::slice::from_raw_parts(ROOTS[i].0.get().cast::<u8>(), n.min(SLOT_LEN)) }
+}
+
+/// Install `root` (a host path without trailing `/`, or empty for the host's `/`) as the fake
+/// root of this process. `Err(ENAMETOOLONG)` when it does not fit.
+pub fn set_root(root: &[u8]) -> Result<(), i32> {
+    if KEY.len() + root.len() >= SLOT_LEN {
+        return Err(36);
+    }
+    get();
+    while CHROOT_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let next = current().map_or(0, |(i, _)| (i + 1) % SLOTS);
+    // SAFETY: the lock makes this thread the only writer, and `next` is not the current slot,
+    // so no reader that loaded CUR since the last chroot is looking at it.
+    let s = unsafe { &mut *ROOTS[next].0.get() };
+    s[..KEY.len()].copy_from_slice(KEY);
+    s[KEY.len()..KEY.len() + root.len()].copy_from_slice(root);
+    s[KEY.len() + root.len()] = 0;
+    CUR.store(
+        ((next as u64 + 1) << 32) | root.len() as u64,
+        Ordering::Release,
+    );
+    CHROOT_LOCK.store(false, Ordering::Release);
+    Ok(())
+}
+
 impl Config {
+    /// The translation settings against the current root (the one a chroot installed, else
+    /// FAKECHROOT_BASE).
     pub fn view(&self) -> View<'_> {
         View {
-            base: &self.base[..self.base_len],
+            base: self.root(),
             exclude: &self.exclude[..self.exclude_len],
             dir_map: &self.dir_map[..self.dir_map_len],
         }
     }
 
+    /// The same against the root udocker set (FAKECHROOT_BASE at init): the container, which no
+    /// chroot inside it may leave through `..` (a cwd left outside a nested root is still seen
+    /// through it).
+    pub fn jail_view(&self) -> View<'_> {
+        View {
+            base: &self.base[..self.base_len],
+            ..self.view()
+        }
+    }
+
+    /// The current fake root (host path, no trailing `/`; empty: none).
+    pub fn root(&self) -> &[u8] {
+        match current() {
+            Some((i, len)) => &slot(i, KEY.len() + len)[KEY.len()..],
+            None => &self.base[..self.base_len],
+        }
+    }
+
+    /// After a chroot: `FAKECHROOT_BASE=<new root>` NUL-terminated, which children must get
+    /// whatever their environment says (upstream's setenv has the same effect), or `None`
+    /// when the new root is the host's `/` (the variable is then dropped).
+    pub fn chroot_env(&self) -> Option<Option<&[u8]>> {
+        let (i, len) = current()?;
+        Some((len > 0).then(|| slot(i, KEY.len() + len + 1)))
+    }
+
     pub fn active(&self) -> bool {
-        self.base_len > 0
+        !self.root().is_empty()
     }
 
     /// `FAKECHROOT_ELFLOADER`, NUL-terminated, when set.
@@ -165,7 +261,8 @@ impl Config {
         (self.patcher_len > 0).then(|| &self.patcher[..=self.patcher_len])
     }
 
-    /// `FAKECHROOT_BASE`, NUL-terminated (empty when unset).
+    /// `FAKECHROOT_BASE` as udocker set it (not moved by chroot: the F4 patcher re-roots
+    /// programs onto the container's loader), NUL-terminated (empty when unset).
     pub fn base_c(&self) -> &[u8] {
         &self.base[..=self.base_len]
     }

@@ -113,7 +113,8 @@ pub(super) unsafe fn prepare(
     }
     let argc = count(argv);
     let envc = count(envp);
-    let npres = config::PRESERVED.len();
+    // The preserved variables, and FAKECHROOT_BASE again after a chroot.
+    let npres = config::PRESERVED.len() + 1;
     let ptrs = (argc + 8) + (envc + npres + 1);
     let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
@@ -220,13 +221,24 @@ pub(super) unsafe fn prepare(
         }
     }
     let lib_rewritten = lib_at.is_some();
+    // After a chroot the child gets the new root whatever the environment says (spec §4.2
+    // "chroot(2) emulation": upstream's setenv makes it win over the caller's envp, §4.3
+    // item 2); none when the root is the host's `/`.
+    let chroot_env = cfg.chroot_env();
+    if let Some(Some(kv)) = chroot_env {
+        ev.push(kv.as_ptr().cast());
+    }
     for i in 0..envc {
         if Some(i) == lib_at {
             ev.push(s3.as_ptr().cast());
             continue;
         }
         // SAFETY: as above.
-        if lib_rewritten && same_key(unsafe { cstr(env_at(i)) }, b"LD_LIBRARY_REAL=") {
+        let e = unsafe { cstr(env_at(i)) };
+        if lib_rewritten && same_key(e, b"LD_LIBRARY_REAL=") {
+            continue;
+        }
+        if chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE=") {
             continue;
         }
         ev.push(env_at(i));
@@ -236,6 +248,9 @@ pub(super) unsafe fn prepare(
     }
     for kv in cfg.preserved() {
         if lib_rewritten && same_key(b"LD_LIBRARY_REAL=", kv) {
+            continue;
+        }
+        if chroot_env.is_some() && same_key(b"FAKECHROOT_BASE=", kv) {
             continue;
         }
         // SAFETY: the caller's env strings are NUL-terminated.
