@@ -17,6 +17,7 @@ pub const PRESERVED: &[&[u8]] = &[
     b"FAKECHROOT_ELFLOADER_OPT_ARGV0",
     b"FAKECHROOT_DEBUG",
     b"FAKECHROOT_CMD_SUBST",
+    b"FAKECHROOT_VERSION",
     b"FAKECHROOT_AF_UNIX_PATH",
     b"FAKECHROOT_EXPAND_SYMLINKS",
     b"FAKECHROOT_LIBRARY_ORIG",
@@ -44,6 +45,8 @@ pub struct Config {
     argv0_opt_len: usize,
     patcher: [u8; PATH_MAX],
     patcher_len: usize,
+    af_unix: [u8; 256],
+    af_unix_len: usize,
     pub debug: bool,
     /// `K=V\0K=V\0…` of the preserved variables that were set.
     env: [u8; ENV_MAX],
@@ -67,6 +70,8 @@ static CFG: Cell = Cell(UnsafeCell::new(Config {
     argv0_opt_len: 0,
     patcher: [0; PATH_MAX],
     patcher_len: 0,
+    af_unix: [0; 256],
+    af_unix_len: 0,
     debug: false,
     env: [0; ENV_MAX],
     env_len: 0,
@@ -103,6 +108,7 @@ fn load(c: &mut Config) {
     c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
     c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
     c.patcher_len = copy_into(&mut c.patcher, var(b"FAKECHROOT_PATCH_PATCHELF"));
+    c.af_unix_len = copy_into(&mut c.af_unix, var(b"FAKECHROOT_AF_UNIX_PATH"));
     c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
     let mut n = 0;
     for k in PRESERVED {
@@ -249,6 +255,11 @@ impl Config {
     /// `FAKECHROOT_ELFLOADER`, NUL-terminated, when set.
     pub fn loader(&self) -> Option<&[u8]> {
         (self.loader_len > 0).then(|| &self.loader[..=self.loader_len])
+    }
+
+    /// `FAKECHROOT_AF_UNIX_PATH` (the host directory socket paths go under), when set.
+    pub fn af_unix(&self) -> Option<&[u8]> {
+        (self.af_unix_len > 0).then(|| &self.af_unix[..self.af_unix_len])
     }
 
     /// `FAKECHROOT_ELFLOADER_OPT_ARGV0` (`--argv0`), NUL-terminated, when set.

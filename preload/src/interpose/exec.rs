@@ -113,8 +113,8 @@ pub(super) unsafe fn prepare(
     }
     let argc = count(argv);
     let envc = count(envp);
-    // The preserved variables, and FAKECHROOT_BASE again after a chroot.
-    let npres = config::PRESERVED.len() + 1;
+    // The preserved variables, FAKECHROOT=true, and FAKECHROOT_BASE again after a chroot.
+    let npres = config::PRESERVED.len() + 2;
     let ptrs = (argc + 8) + (envc + npres + 1);
     let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
@@ -225,6 +225,9 @@ pub(super) unsafe fn prepare(
     // "chroot(2) emulation": upstream's setenv makes it win over the caller's envp, §4.3
     // item 2); none when the root is the host's `/`.
     let chroot_env = cfg.chroot_env();
+    // `FAKECHROOT=true` comes first, replacing the caller's (§4.3 item 2, §4.4: programs and
+    // scripts test it to know they run under fakechroot).
+    ev.push(c"FAKECHROOT=true".as_ptr());
     if let Some(Some(kv)) = chroot_env {
         ev.push(kv.as_ptr().cast());
     }
@@ -238,7 +241,8 @@ pub(super) unsafe fn prepare(
         if lib_rewritten && same_key(e, b"LD_LIBRARY_REAL=") {
             continue;
         }
-        if chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE=") {
+        if same_key(e, b"FAKECHROOT=") || (chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE="))
+        {
             continue;
         }
         ev.push(env_at(i));

@@ -9,6 +9,7 @@ mod fts;
 mod ftw;
 mod glob;
 mod shell;
+mod socket;
 mod temp;
 
 use crate::config;
