@@ -18,6 +18,7 @@ pub const PRESERVED: &[&[u8]] = &[
     b"FAKECHROOT_DEBUG",
     b"FAKECHROOT_CMD_SUBST",
     b"FAKECHROOT_VERSION",
+    b"FAKECHROOT_JAIL",
     b"FAKECHROOT_AF_UNIX_PATH",
     b"FAKECHROOT_EXPAND_SYMLINKS",
     b"FAKECHROOT_LIBRARY_ORIG",
@@ -32,9 +33,16 @@ pub const PRESERVED: &[&[u8]] = &[
 
 const ENV_MAX: usize = 32 * 1024;
 
+/// udocker's own variable: the container root, kept for the children of a chroot inside it
+/// (see `jail_view`). Preserved across exec like the others.
+const JAIL: &[u8] = b"FAKECHROOT_JAIL";
+
 pub struct Config {
     base: [u8; PATH_MAX],
     base_len: usize,
+    /// The container root udocker set, which no chroot inside it may leave (`jail_view`).
+    jail: [u8; PATH_MAX],
+    jail_len: usize,
     exclude: [u8; PATH_MAX],
     exclude_len: usize,
     dir_map: [u8; 2 * PATH_MAX],
@@ -60,6 +68,8 @@ unsafe impl Sync for Cell {}
 static CFG: Cell = Cell(UnsafeCell::new(Config {
     base: [0; PATH_MAX],
     base_len: 0,
+    jail: [0; PATH_MAX],
+    jail_len: 0,
     exclude: [0; PATH_MAX],
     exclude_len: 0,
     dir_map: [0; 2 * PATH_MAX],
@@ -103,6 +113,13 @@ fn load(c: &mut Config) {
         base = b"";
     }
     c.base_len = copy_into(&mut c.base, base);
+    // A child of a chrooted process has the nested root in FAKECHROOT_BASE and the container
+    // root in FAKECHROOT_JAIL (exec.rs passes it on); it is honoured only when it encloses BASE.
+    let jail = match var(JAIL) {
+        j if !j.is_empty() && crate::path::strip_component_prefix(j, base).is_some() => j,
+        _ => base,
+    };
+    c.jail_len = copy_into(&mut c.jail, jail);
     c.exclude_len = copy_into(&mut c.exclude, var(b"FAKECHROOT_EXCLUDE_PATH"));
     c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
     c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
@@ -117,6 +134,11 @@ fn load(c: &mut Config) {
             continue;
         }
         if let Some(m) = crate::path::concat(&mut c.env[n..], &[k, b"=", v]) {
+            n += m + 1;
+        }
+    }
+    if var(JAIL).is_empty() && !jail.is_empty() {
+        if let Some(m) = crate::path::concat(&mut c.env[n..], &[JAIL, b"=", jail]) {
             n += m + 1;
         }
     }
@@ -222,12 +244,13 @@ impl Config {
         }
     }
 
-    /// The same against the root udocker set (FAKECHROOT_BASE at init): the container, which no
+    /// The same against the root udocker set (FAKECHROOT_JAIL, else FAKECHROOT_BASE at init):
+    /// the container, which no
     /// chroot inside it may leave through `..` (a cwd left outside a nested root is still seen
     /// through it).
     pub fn jail_view(&self) -> View<'_> {
         View {
-            base: &self.base[..self.base_len],
+            base: &self.jail[..self.jail_len],
             ..self.view()
         }
     }
@@ -272,10 +295,10 @@ impl Config {
         (self.patcher_len > 0).then(|| &self.patcher[..=self.patcher_len])
     }
 
-    /// `FAKECHROOT_BASE` as udocker set it (not moved by chroot: the F4 patcher re-roots
+    /// The container root udocker set (`jail_view`; not moved by chroot: the F4 patcher re-roots
     /// programs onto the container's loader), NUL-terminated (empty when unset).
     pub fn base_c(&self) -> &[u8] {
-        &self.base[..=self.base_len]
+        &self.jail[..=self.jail_len]
     }
 
     /// The captured value of preserved variable `key` (no NUL), when it was set.
