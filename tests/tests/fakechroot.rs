@@ -268,6 +268,16 @@ fn readlink_and_symlinks_show_container_paths() {
         sh(&t, "ln -s /etc/debian_version /tmp/l && readlink /tmp/l && cat /tmp/l >/dev/null && echo ok"),
         "/etc/debian_version\nok\n"
     );
+    // lstat's size of a link is the length readlink returns (the narrowed target), through
+    // statx (stat), lstat (find -printf %s) and fstatat (ls -l): spec §5, symlink.t.
+    assert_eq!(
+        sh(
+            &t,
+            "stat -c %s /etc/alternatives/awk; find /etc/alternatives/awk -printf '%s\\n'; \
+             ls -l /etc/alternatives/awk | awk '{print $5}'"
+        ),
+        "13\n13\n13\n"
+    );
     // Leaving F restores the original targets.
     t.ud_ok(&["setup", "--execmode=P1", "deb"]);
     assert_eq!(fs::read_link(&awk).unwrap(), Path::new("/usr/bin/mawk"));
