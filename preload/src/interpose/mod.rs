@@ -40,7 +40,7 @@ pub fn debug(what: &[u8], a: &[u8], b: &[u8]) {
 
 /// The host directory a relative path under `dirfd` starts from: the cwd, or the target of
 /// `/proc/self/fd/N`. Its length in `out` (no NUL).
-fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
+pub(super) fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
     if dirfd == AT_FDCWD {
         // SAFETY: `out` is PATH_MAX bytes.
         let r = unsafe { raw::syscall(raw::SYS_GETCWD, out.as_mut_ptr() as usize, PATH_MAX, 0, 0) };
