@@ -542,6 +542,42 @@ fn chroot_inside_the_container() {
     assert!(!o.status.success(), "{}", show(&o));
 }
 
+/// FAKECHROOT_CMD_SUBST (spec §4.3 item 1): the placeholders exit 0/1 without an exec, a host
+/// substitute runs outside the root with the container's variables renamed `*_ORIG` and
+/// FAKECHROOT_CMD_ORIG set; the match is on the container path after dedotdot, also through
+/// execvp's PATH search.
+#[test]
+fn command_substitution() {
+    let (t, _, _) = setup();
+    let host = t.home.join("subst.sh");
+    t.write_file(
+        &host,
+        b"#!/bin/sh\necho \"subst $FAKECHROOT_CMD_ORIG ${LD_PRELOAD:-none} $# $1\"\n",
+    );
+    fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let subst = format!(
+        "FAKECHROOT_CMD_SUBST=/usr/sbin/ldconfig=#RETURN(TRUE)#:/usr/bin/true=#RETURN(FALSE)#:\
+         /usr/bin/whoami={}",
+        host.display()
+    );
+    let out = run_ok(
+        &t,
+        &[
+            "-e",
+            &subst,
+            "deb",
+            "sh",
+            "-c",
+            "ldconfig -p; echo $?; /usr/bin/true; echo $?; env true || echo env-false; whoami a; /usr/bin/../bin/whoami; cd /usr && bin/whoami",
+        ],
+    );
+    assert_eq!(
+        out,
+        "0\n1\nenv-false\nsubst /usr/bin/whoami none 1 a\nsubst /usr/bin/../bin/whoami none 0 \n\
+         subst bin/whoami none 0 \n"
+    );
+}
+
 /// Compile PROBE_C with `cc` (`cc` for glibc, `musl-gcc` for the musl image) into ROOT.
 fn install_probe_with(t: &TestEnv, root: &Path, cc: &str) {
     let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("f1-probe");
