@@ -105,14 +105,16 @@ unsafe fn with_host_addr(
 
 #[no_mangle]
 pub unsafe extern "C" fn bind(fd: c_int, a: *const c_void, l: u32) -> c_int {
+    let f = real!("bind", AddrFn);
     // SAFETY: forwarded.
-    unsafe { with_host_addr(b"bind", real!("bind", AddrFn), fd, a, l) }
+    unsafe { with_host_addr(b"bind", f, fd, a, l) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn connect(fd: c_int, a: *const c_void, l: u32) -> c_int {
+    let f = real!("connect", AddrFn);
     // SAFETY: forwarded.
-    unsafe { with_host_addr(b"connect", real!("connect", AddrFn), fd, a, l) }
+    unsafe { with_host_addr(b"connect", f, fd, a, l) }
 }
 
 /// Narrow the AF_UNIX address libc returned in `a` (`*l` bytes of `cap`) in place.
@@ -173,12 +175,14 @@ unsafe fn get_name(f: Option<NameFn>, fd: c_int, a: *mut c_void, l: *mut u32) ->
 
 #[no_mangle]
 pub unsafe extern "C" fn getsockname(fd: c_int, a: *mut c_void, l: *mut u32) -> c_int {
+    let f = real!("getsockname", NameFn);
     // SAFETY: forwarded.
-    unsafe { get_name(real!("getsockname", NameFn), fd, a, l) }
+    unsafe { get_name(f, fd, a, l) }
 }
 
 #[no_mangle]
 pub unsafe extern "C" fn getpeername(fd: c_int, a: *mut c_void, l: *mut u32) -> c_int {
+    let f = real!("getpeername", NameFn);
     // SAFETY: forwarded.
-    unsafe { get_name(real!("getpeername", NameFn), fd, a, l) }
+    unsafe { get_name(f, fd, a, l) }
 }
