@@ -14,6 +14,15 @@ use core::ffi::{c_char, c_int, c_void};
 
 pub(super) type Argv = *const *const c_char;
 
+/// What the shim reports as FAKECHROOT_VERSION (§4.4): this implementation's version, so a
+/// script can tell it from upstream's numbering.
+const VERSION_ENV: &[u8] = concat!(
+    "FAKECHROOT_VERSION=udocker-rs-",
+    env!("CARGO_PKG_VERSION"),
+    "\0"
+)
+.as_bytes();
+
 /// Room for a rewritten library search path (`name=value`).
 const LIBPATH_MAX: usize = 8192;
 
@@ -113,8 +122,9 @@ pub(super) unsafe fn prepare(
     }
     let argc = count(argv);
     let envc = count(envp);
-    // The preserved variables, FAKECHROOT=true, and FAKECHROOT_BASE again after a chroot.
-    let npres = config::PRESERVED.len() + 2;
+    // The preserved variables, FAKECHROOT=true, FAKECHROOT_VERSION, and FAKECHROOT_BASE again
+    // after a chroot.
+    let npres = config::PRESERVED.len() + 3;
     let ptrs = (argc + 8) + (envc + npres + 1);
     let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
@@ -262,6 +272,14 @@ pub(super) unsafe fn prepare(
         if !present {
             ev.push(kv.as_ptr().cast());
         }
+    }
+    // FAKECHROOT_VERSION is set by the library (§4.4) unless the environment has one.
+    let has_version = (0..envc).any(|i| {
+        // SAFETY: as above.
+        same_key(unsafe { cstr(env_at(i)) }, VERSION_ENV)
+    });
+    if !has_version && cfg.preserved_value(b"FAKECHROOT_VERSION").is_none() {
+        ev.push(VERSION_ENV.as_ptr().cast());
     }
     img.envp = ev.finish();
     Ok(img)
