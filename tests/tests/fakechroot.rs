@@ -535,6 +535,9 @@ fn chroot_inside_the_container() {
         ),
         "container\ncontainer\ninner\n"
     );
+    // Children are told they run under fakechroot (spec §4.4).
+    let v = sh(&t, "sh -c 'echo $FAKECHROOT $FAKECHROOT_VERSION'");
+    assert!(v.starts_with("true udocker-rs-"), "{v}");
     // Not a directory, missing: errors, the root unchanged.
     let o = run(&t, &["deb", "chroot", "/marker", "/bin/true"]);
     assert!(!o.status.success(), "{}", show(&o));
