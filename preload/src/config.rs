@@ -5,7 +5,7 @@
 use crate::path::{View, PATH_MAX};
 use crate::real;
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicU8, Ordering};
+use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
 
 /// Variables kept across `execve` even when the program passes its own environment (§4.4:
 /// upstream's list plus the fork's).
@@ -17,6 +17,8 @@ pub const PRESERVED: &[&[u8]] = &[
     b"FAKECHROOT_ELFLOADER_OPT_ARGV0",
     b"FAKECHROOT_DEBUG",
     b"FAKECHROOT_CMD_SUBST",
+    b"FAKECHROOT_VERSION",
+    b"FAKECHROOT_JAIL",
     b"FAKECHROOT_AF_UNIX_PATH",
     b"FAKECHROOT_EXPAND_SYMLINKS",
     b"FAKECHROOT_LIBRARY_ORIG",
@@ -31,9 +33,16 @@ pub const PRESERVED: &[&[u8]] = &[
 
 const ENV_MAX: usize = 32 * 1024;
 
+/// udocker's own variable: the container root, kept for the children of a chroot inside it
+/// (see `jail_view`). Preserved across exec like the others.
+const JAIL: &[u8] = b"FAKECHROOT_JAIL";
+
 pub struct Config {
     base: [u8; PATH_MAX],
     base_len: usize,
+    /// The container root udocker set, which no chroot inside it may leave (`jail_view`).
+    jail: [u8; PATH_MAX],
+    jail_len: usize,
     exclude: [u8; PATH_MAX],
     exclude_len: usize,
     dir_map: [u8; 2 * PATH_MAX],
@@ -44,6 +53,8 @@ pub struct Config {
     argv0_opt_len: usize,
     patcher: [u8; PATH_MAX],
     patcher_len: usize,
+    af_unix: [u8; 256],
+    af_unix_len: usize,
     pub debug: bool,
     /// `K=V\0K=V\0…` of the preserved variables that were set.
     env: [u8; ENV_MAX],
@@ -57,6 +68,8 @@ unsafe impl Sync for Cell {}
 static CFG: Cell = Cell(UnsafeCell::new(Config {
     base: [0; PATH_MAX],
     base_len: 0,
+    jail: [0; PATH_MAX],
+    jail_len: 0,
     exclude: [0; PATH_MAX],
     exclude_len: 0,
     dir_map: [0; 2 * PATH_MAX],
@@ -67,6 +80,8 @@ static CFG: Cell = Cell(UnsafeCell::new(Config {
     argv0_opt_len: 0,
     patcher: [0; PATH_MAX],
     patcher_len: 0,
+    af_unix: [0; 256],
+    af_unix_len: 0,
     debug: false,
     env: [0; ENV_MAX],
     env_len: 0,
@@ -98,11 +113,19 @@ fn load(c: &mut Config) {
         base = b"";
     }
     c.base_len = copy_into(&mut c.base, base);
+    // A child of a chrooted process has the nested root in FAKECHROOT_BASE and the container
+    // root in FAKECHROOT_JAIL (exec.rs passes it on); it is honoured only when it encloses BASE.
+    let jail = match var(JAIL) {
+        j if !j.is_empty() && crate::path::strip_component_prefix(j, base).is_some() => j,
+        _ => base,
+    };
+    c.jail_len = copy_into(&mut c.jail, jail);
     c.exclude_len = copy_into(&mut c.exclude, var(b"FAKECHROOT_EXCLUDE_PATH"));
     c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
     c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
     c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
     c.patcher_len = copy_into(&mut c.patcher, var(b"FAKECHROOT_PATCH_PATCHELF"));
+    c.af_unix_len = copy_into(&mut c.af_unix, var(b"FAKECHROOT_AF_UNIX_PATH"));
     c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
     let mut n = 0;
     for k in PRESERVED {
@@ -111,6 +134,11 @@ fn load(c: &mut Config) {
             continue;
         }
         if let Some(m) = crate::path::concat(&mut c.env[n..], &[k, b"=", v]) {
+            n += m + 1;
+        }
+    }
+    if var(JAIL).is_empty() && !jail.is_empty() {
+        if let Some(m) = crate::path::concat(&mut c.env[n..], &[JAIL, b"=", jail]) {
             n += m + 1;
         }
     }
@@ -137,22 +165,124 @@ pub fn get() -> &'static Config {
     unsafe { &*CFG.0.get() }
 }
 
+// ---------------------------------------------------------------- the root chroot() installs
+//
+// chroot(2) emulation (spec §4.2, "chroot(2) emulation"; §5: the suite's chroot and
+// escape-nested-chroot tests): a chroot inside the container moves the fake root of this
+// process (and, through the environment, of its children). Upstream re-reads FAKECHROOT_BASE
+// with getenv on every call; the captured `Config` cannot change under concurrent readers, so
+// the new root goes into one of a few static slots and a single atomic word names the current
+// one. Writers take a spin lock (chroot is rare) and always fill a slot other than the current
+// one, so a reader never sees a half-written root; a slot is reused only after SLOTS further
+// chroots, which a translation in flight on another thread would have to outlive.
+
+const KEY: &[u8] = b"FAKECHROOT_BASE=";
+const SLOT_LEN: usize = KEY.len() + PATH_MAX;
+const SLOTS: usize = 8;
+
+/// `FAKECHROOT_BASE=<root>\0`: the string is handed to children as it is (exec.rs).
+struct Slot(UnsafeCell<[u8; SLOT_LEN]>);
+// SAFETY: a slot is written only under CHROOT_LOCK and only while CUR names another slot;
+// readers reach it only through the CUR value published (Release) after the write.
+unsafe impl Sync for Slot {}
+
+static ROOTS: [Slot; SLOTS] = [const { Slot(UnsafeCell::new([0; SLOT_LEN])) }; SLOTS];
+/// 0: no chroot yet (the root is `Config::base`); else `(slot + 1) << 32 | length of the root`.
+static CUR: AtomicU64 = AtomicU64::new(0);
+static CHROOT_LOCK: AtomicBool = AtomicBool::new(false);
+
+/// The slot and root length CUR names, when a chroot happened.
+fn current() -> Option<(usize, usize)> {
+    let c = CUR.load(Ordering::Acquire);
+    (c != 0).then(|| ((c >> 32) as usize - 1, (c & 0xffff_ffff) as usize))
+}
+
+/// The first `n` bytes of slot `i` (`FAKECHROOT_BASE=<root>\0`).
+fn slot(i: usize, n: usize) -> &'static [u8] {
+    // SAFETY: the slot was completely written before CUR named it (Release/Acquire) and is not
+    // written again while it is current (see above); `n` <= SLOT_LEN (`set_root` checks the
+    // root's length).
+    unsafe { core::slice::from_raw_parts(ROOTS[i].0.get().cast::<u8>(), n.min(SLOT_LEN)) }
+}
+
+/// Install `root` (a host path without trailing `/`, or empty for the host's `/`) as the fake
+/// root of this process. `Err(ENAMETOOLONG)` when it does not fit.
+pub fn set_root(root: &[u8]) -> Result<(), i32> {
+    if KEY.len() + root.len() >= SLOT_LEN {
+        return Err(36);
+    }
+    get();
+    while CHROOT_LOCK
+        .compare_exchange_weak(false, true, Ordering::Acquire, Ordering::Relaxed)
+        .is_err()
+    {
+        core::hint::spin_loop();
+    }
+    let next = current().map_or(0, |(i, _)| (i + 1) % SLOTS);
+    // SAFETY: the lock makes this thread the only writer, and `next` is not the current slot,
+    // so no reader that loaded CUR since the last chroot is looking at it.
+    let s = unsafe { &mut *ROOTS[next].0.get() };
+    s[..KEY.len()].copy_from_slice(KEY);
+    s[KEY.len()..KEY.len() + root.len()].copy_from_slice(root);
+    s[KEY.len() + root.len()] = 0;
+    CUR.store(
+        ((next as u64 + 1) << 32) | root.len() as u64,
+        Ordering::Release,
+    );
+    CHROOT_LOCK.store(false, Ordering::Release);
+    Ok(())
+}
+
 impl Config {
+    /// The translation settings against the current root (the one a chroot installed, else
+    /// FAKECHROOT_BASE).
     pub fn view(&self) -> View<'_> {
         View {
-            base: &self.base[..self.base_len],
+            base: self.root(),
             exclude: &self.exclude[..self.exclude_len],
             dir_map: &self.dir_map[..self.dir_map_len],
         }
     }
 
+    /// The same against the root udocker set (FAKECHROOT_JAIL, else FAKECHROOT_BASE at init):
+    /// the container, which no
+    /// chroot inside it may leave through `..` (a cwd left outside a nested root is still seen
+    /// through it).
+    pub fn jail_view(&self) -> View<'_> {
+        View {
+            base: &self.jail[..self.jail_len],
+            ..self.view()
+        }
+    }
+
+    /// The current fake root (host path, no trailing `/`; empty: none).
+    pub fn root(&self) -> &[u8] {
+        match current() {
+            Some((i, len)) => &slot(i, KEY.len() + len)[KEY.len()..],
+            None => &self.base[..self.base_len],
+        }
+    }
+
+    /// After a chroot: `FAKECHROOT_BASE=<new root>` NUL-terminated, which children must get
+    /// whatever their environment says (upstream's setenv has the same effect), or `None`
+    /// when the new root is the host's `/` (the variable is then dropped).
+    pub fn chroot_env(&self) -> Option<Option<&[u8]>> {
+        let (i, len) = current()?;
+        Some((len > 0).then(|| slot(i, KEY.len() + len + 1)))
+    }
+
     pub fn active(&self) -> bool {
-        self.base_len > 0
+        !self.root().is_empty()
     }
 
     /// `FAKECHROOT_ELFLOADER`, NUL-terminated, when set.
     pub fn loader(&self) -> Option<&[u8]> {
         (self.loader_len > 0).then(|| &self.loader[..=self.loader_len])
+    }
+
+    /// `FAKECHROOT_AF_UNIX_PATH` (the host directory socket paths go under), when set.
+    pub fn af_unix(&self) -> Option<&[u8]> {
+        (self.af_unix_len > 0).then(|| &self.af_unix[..self.af_unix_len])
     }
 
     /// `FAKECHROOT_ELFLOADER_OPT_ARGV0` (`--argv0`), NUL-terminated, when set.
@@ -165,9 +295,10 @@ impl Config {
         (self.patcher_len > 0).then(|| &self.patcher[..=self.patcher_len])
     }
 
-    /// `FAKECHROOT_BASE`, NUL-terminated (empty when unset).
+    /// The container root udocker set (`jail_view`; not moved by chroot: the F4 patcher re-roots
+    /// programs onto the container's loader), NUL-terminated (empty when unset).
     pub fn base_c(&self) -> &[u8] {
-        &self.base[..=self.base_len]
+        &self.jail[..=self.jail_len]
     }
 
     /// The captured value of preserved variable `key` (no NUL), when it was set.

@@ -22,6 +22,7 @@ pub const SYS_KILL: usize = 62;
 pub const SYS_GETCWD: usize = 79;
 pub const SYS_EXIT_GROUP: usize = 231;
 pub const SYS_OPENAT: usize = 257;
+pub const SYS_NEWFSTATAT: usize = 262;
 pub const SYS_READLINKAT: usize = 267;
 pub const SYS_FACCESSAT: usize = 269;
 

@@ -268,6 +268,16 @@ fn readlink_and_symlinks_show_container_paths() {
         sh(&t, "ln -s /etc/debian_version /tmp/l && readlink /tmp/l && cat /tmp/l >/dev/null && echo ok"),
         "/etc/debian_version\nok\n"
     );
+    // lstat's size of a link is the length readlink returns (the narrowed target), through
+    // statx (stat), lstat (find -printf %s) and fstatat (ls -l): spec §5, symlink.t.
+    assert_eq!(
+        sh(
+            &t,
+            "stat -c %s /etc/alternatives/awk; find /etc/alternatives/awk -printf '%s\\n'; \
+             ls -l /etc/alternatives/awk | awk '{print $5}'"
+        ),
+        "13\n13\n13\n"
+    );
     // Leaving F restores the original targets.
     t.ud_ok(&["setup", "--execmode=P1", "deb"]);
     assert_eq!(fs::read_link(&awk).unwrap(), Path::new("/usr/bin/mawk"));
@@ -395,6 +405,12 @@ int main(int argc, char **argv) {
             fts_close(t);
         }
 #endif
+    } else if (!strcmp(w, "chroot")) {
+        /* chroot(2) without the chdir("/") the chroot command does: the cwd stays outside. */
+        if (chroot(c)) { perror("chroot"); return 1; }
+        execl("/bin/sh", "sh", "-c", argc > 3 ? argv[3] : "true", (char *)0);
+        perror("execl");
+        return 1;
     } else if (!strcmp(w, "scandir")) {
         struct dirent **nl;
         int i, k = scandir(c, &nl, 0, alphasort);
@@ -409,6 +425,160 @@ int main(int argc, char **argv) {
 /// Compile PROBE_C (cached in the target dir) and install it in ROOT.
 fn install_probe(t: &TestEnv, root: &Path) {
     install_probe_with(t, root, "cc");
+}
+
+/// A minimal tree for a chroot inside the container: the container's sh (dash), cat, pwd and
+/// chroot copied in (their libraries are not: in F1 every program runs on the container's loader
+/// and LD_LIBRARY_PATH), and a `marker` file naming it.
+fn chroot_tree(t: &TestEnv, root: &Path, dir: &str) {
+    let d = root.join(dir);
+    for sub in ["bin", "usr/sbin", "tmp"] {
+        fs::create_dir_all(d.join(sub)).unwrap();
+    }
+    for (from, to) in [
+        ("usr/bin/dash", "bin/sh"),
+        ("usr/bin/cat", "bin/cat"),
+        ("usr/bin/pwd", "bin/pwd"),
+        ("usr/sbin/chroot", "usr/sbin/chroot"),
+    ] {
+        let dst = d.join(to);
+        t.write_file(&dst, &fs::read(root.join(from)).unwrap());
+        fs::set_permissions(&dst, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    }
+    t.write_file(&d.join("marker"), format!("{dir}\n").as_bytes());
+}
+
+/// chroot(2) emulation (spec §4.2 "chroot(2) emulation", §5 chroot.t and
+/// escape-nested-chroot.t): a chroot inside an F1 container moves the root for the process and
+/// its children, nested chroots compose, and `..` never climbs out of the new root (nor, from a
+/// cwd a chroot left outside it, out of the container).
+#[test]
+fn chroot_inside_the_container() {
+    let (t, _, root) = setup();
+    t.write_file(&root.join("marker"), b"container\n");
+    chroot_tree(&t, &root, "inner");
+    chroot_tree(&t, &root, "inner/inner2");
+    install_probe(&t, &root);
+    assert_eq!(
+        run_ok(&t, &["deb", "chroot", "/inner", "/bin/cat", "/marker"]),
+        "inner\n"
+    );
+    // The spellings of chroot.t, resolved through the current root and the cwd.
+    assert_eq!(
+        sh(
+            &t,
+            "cd / && for d in inner /inner ./inner /./inner inner/. inner/./. inner/ /inner/; do \
+             chroot $d /bin/cat /marker; done; cd /inner && chroot . /bin/cat /marker"
+        ),
+        "inner\n".repeat(9)
+    );
+    // Nested: the inner chroot resolves against the first one; `/` is the current root.
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "deb",
+                "chroot",
+                "/inner",
+                "/usr/sbin/chroot",
+                "/inner2",
+                "/bin/cat",
+                "/marker"
+            ]
+        ),
+        "inner/inner2\n"
+    );
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "deb",
+                "chroot",
+                "/inner",
+                "/usr/sbin/chroot",
+                "/",
+                "/bin/cat",
+                "/marker"
+            ]
+        ),
+        "inner\n"
+    );
+    // No escape with `..`, and children see the new root in FAKECHROOT_BASE.
+    let out = run_ok(
+        &t,
+        &[
+            "deb",
+            "chroot",
+            "/inner",
+            "/bin/sh",
+            "-c",
+            "cd ../../../..; /bin/pwd; /bin/cat marker /../../marker; echo $FAKECHROOT_BASE",
+        ],
+    );
+    let want = format!("/\ninner\ninner\n{}/inner\n", root.display());
+    assert_eq!(out, want);
+    // chroot(2) does not chdir: from the container's `/`, left outside the new root, relative
+    // paths are the container's and `..` stops at the container root; absolute ones are the
+    // new root's.
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "-w",
+                "/",
+                "deb",
+                "f1probe",
+                "chroot",
+                "/inner",
+                "/bin/cat marker ../../../../marker /marker"
+            ]
+        ),
+        "container\ncontainer\ninner\n"
+    );
+    // Children are told they run under fakechroot (spec §4.4).
+    let v = sh(&t, "sh -c 'echo $FAKECHROOT $FAKECHROOT_VERSION'");
+    assert!(v.starts_with("true udocker-rs-"), "{v}");
+    // Not a directory, missing: errors, the root unchanged.
+    let o = run(&t, &["deb", "chroot", "/marker", "/bin/true"]);
+    assert!(!o.status.success(), "{}", show(&o));
+    let o = run(&t, &["deb", "chroot", "/nonexistent", "/bin/true"]);
+    assert!(!o.status.success(), "{}", show(&o));
+}
+
+/// FAKECHROOT_CMD_SUBST (spec §4.3 item 1): the placeholders exit 0/1 without an exec, a host
+/// substitute runs outside the root with the container's variables renamed `*_ORIG` and
+/// FAKECHROOT_CMD_ORIG set; the match is on the container path after dedotdot, also through
+/// execvp's PATH search.
+#[test]
+fn command_substitution() {
+    let (t, _, _) = setup();
+    let host = t.home.join("subst.sh");
+    t.write_file(
+        &host,
+        b"#!/bin/sh\necho \"subst $FAKECHROOT_CMD_ORIG ${LD_PRELOAD:-none} $# $1\"\n",
+    );
+    fs::set_permissions(&host, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let subst = format!(
+        "FAKECHROOT_CMD_SUBST=/usr/sbin/ldconfig=#RETURN(TRUE)#:/usr/bin/true=#RETURN(FALSE)#:\
+         /usr/bin/whoami={}",
+        host.display()
+    );
+    let out = run_ok(
+        &t,
+        &[
+            "-e",
+            &subst,
+            "deb",
+            "sh",
+            "-c",
+            "ldconfig -p; echo $?; /usr/bin/true; echo $?; env true || echo env-false; whoami a; /usr/bin/../bin/whoami; cd /usr && bin/whoami",
+        ],
+    );
+    assert_eq!(
+        out,
+        "0\n1\nenv-false\nsubst /usr/bin/whoami none 1 a\nsubst /usr/bin/../bin/whoami none 0 \n\
+         subst bin/whoami none 0 \n"
+    );
 }
 
 /// Compile PROBE_C with `cc` (`cc` for glibc, `musl-gcc` for the musl image) into ROOT.

@@ -1,7 +1,10 @@
 //! Wrappers that hand paths back (narrowed from host to guest: getcwd, realpath, readlink) and
 //! symlink, whose target is a guest path stored host-prefixed (§4.2).
 
-use super::{narrow_in_place, xlat, AT_FDCWD, ENOSYS, ERANGE};
+use super::{
+    narrow_in_place, resolve_relative, xlat, AT_FDCWD, ENAMETOOLONG, ENOENT, ENOSYS, ENOTDIR,
+    ERANGE,
+};
 use crate::config;
 use crate::path::{self, PATH_MAX};
 use crate::raw;
@@ -264,4 +267,84 @@ fn main_program(out: &mut [u8; PATH_MAX]) -> Option<usize> {
     }
     out[..a.len()].copy_from_slice(a);
     Some(a.len())
+}
+
+/// chroot(2) emulation (spec §4.2 "chroot(2) emulation", §4.4 `FAKECHROOT_BASE`): no system
+/// call (an ordinary user may not chroot); `path`, resolved through the current root, must be a
+/// directory and becomes the fake root of this process: absolute paths are expanded against it
+/// from now on, and exec hands it to children as FAKECHROOT_BASE. As chroot(2), the cwd is not
+/// changed, so a program that does not chdir("/") afterwards still has its old directory, and
+/// a relative `path` is taken from it (chroot(".") there leaves a nested root, as a real chroot
+/// does, but `..` never leaves the container root udocker set: `resolve_relative`). The
+/// exclusions and the directory map are kept as they are (host paths, as upstream keeps
+/// FAKECHROOT_EXCLUDE_PATH); LD_LIBRARY_PATH is not extended with the new root's `/lib`
+/// (upstream does): with FAKECHROOT_ELFLOADER every program keeps running on the container's
+/// loader, which must find the container's libc.
+#[no_mangle]
+pub unsafe extern "C" fn chroot(p: *const c_char) -> c_int {
+    // SAFETY: forwarded.
+    match unsafe { chroot_impl(p) } {
+        Ok(()) => 0,
+        Err(e) => {
+            set_errno(e);
+            -1
+        }
+    }
+}
+
+unsafe fn chroot_impl(p: *const c_char) -> Result<(), c_int> {
+    const EFAULT: c_int = 14;
+    if p.is_null() {
+        return Err(EFAULT);
+    }
+    // SAFETY: a NUL-terminated path, as chroot(2) requires.
+    let g = unsafe { cstr(p) };
+    if g.is_empty() {
+        return Err(ENOENT);
+    }
+    let cfg = config::get();
+    let mut host = [0u8; PATH_MAX];
+    if g[0] == b'/' {
+        let mut abs = [0u8; PATH_MAX];
+        let n = path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?;
+        path::expand(&cfg.view(), &abs[..n], &mut host).ok_or(ENAMETOOLONG)?;
+    } else {
+        resolve_relative(cfg, AT_FDCWD, g, &mut host, true)?;
+    }
+    // The root must be the resolved host path (as udocker passes FAKECHROOT_BASE): getcwd and
+    // readlink hand back resolved paths, which are narrowed by prefix. libc's realpath with a
+    // PATH_MAX buffer allocates nothing; it also reports a missing path.
+    let Some(f) = real!("realpath", RealpathFn) else {
+        return Err(ENOSYS);
+    };
+    let mut resolved = [0u8; PATH_MAX];
+    // SAFETY: `host` is NUL-terminated; `resolved` holds PATH_MAX bytes.
+    if unsafe { f(host.as_ptr().cast(), resolved.as_mut_ptr().cast()) }.is_null() {
+        return Err(crate::real::get_errno());
+    }
+    let mut st = [0u64; 18];
+    // SAFETY: `resolved` is NUL-terminated; `st` is 144 bytes, the x86_64 `struct stat`.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_NEWFSTATAT,
+            raw::AT_FDCWD as usize,
+            resolved.as_ptr() as usize,
+            st.as_mut_ptr() as usize,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(-r as c_int);
+    }
+    // st_mode is the u32 at offset 24 (x86_64 `struct stat`: dev, ino, nlink, then mode).
+    if (st[3] as u32) & 0o170000 != 0o040000 {
+        return Err(ENOTDIR);
+    }
+    // SAFETY: NUL-terminated by realpath.
+    let mut root = unsafe { cstr(resolved.as_ptr().cast()) };
+    if root == b"/" {
+        root = b"";
+    }
+    super::debug(b"chroot", g, root);
+    config::set_root(root)
 }

@@ -14,6 +14,15 @@ use core::ffi::{c_char, c_int, c_void};
 
 pub(super) type Argv = *const *const c_char;
 
+/// What the shim reports as FAKECHROOT_VERSION (§4.4): this implementation's version, so a
+/// script can tell it from upstream's numbering.
+const VERSION_ENV: &[u8] = concat!(
+    "FAKECHROOT_VERSION=udocker-rs-",
+    env!("CARGO_PKG_VERSION"),
+    "\0"
+)
+.as_bytes();
+
 /// Room for a rewritten library search path (`name=value`).
 const LIBPATH_MAX: usize = 8192;
 
@@ -113,7 +122,9 @@ pub(super) unsafe fn prepare(
     }
     let argc = count(argv);
     let envc = count(envp);
-    let npres = config::PRESERVED.len();
+    // The preserved variables, FAKECHROOT=true, FAKECHROOT_VERSION, and FAKECHROOT_BASE again
+    // after a chroot.
+    let npres = config::PRESERVED.len() + 3;
     let ptrs = (argc + 8) + (envc + npres + 1);
     let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
@@ -220,13 +231,28 @@ pub(super) unsafe fn prepare(
         }
     }
     let lib_rewritten = lib_at.is_some();
+    // After a chroot the child gets the new root whatever the environment says (spec §4.2
+    // "chroot(2) emulation": upstream's setenv makes it win over the caller's envp, §4.3
+    // item 2); none when the root is the host's `/`.
+    let chroot_env = cfg.chroot_env();
+    // `FAKECHROOT=true` comes first, replacing the caller's (§4.3 item 2, §4.4: programs and
+    // scripts test it to know they run under fakechroot).
+    ev.push(c"FAKECHROOT=true".as_ptr());
+    if let Some(Some(kv)) = chroot_env {
+        ev.push(kv.as_ptr().cast());
+    }
     for i in 0..envc {
         if Some(i) == lib_at {
             ev.push(s3.as_ptr().cast());
             continue;
         }
         // SAFETY: as above.
-        if lib_rewritten && same_key(unsafe { cstr(env_at(i)) }, b"LD_LIBRARY_REAL=") {
+        let e = unsafe { cstr(env_at(i)) };
+        if lib_rewritten && same_key(e, b"LD_LIBRARY_REAL=") {
+            continue;
+        }
+        if same_key(e, b"FAKECHROOT=") || (chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE="))
+        {
             continue;
         }
         ev.push(env_at(i));
@@ -238,11 +264,22 @@ pub(super) unsafe fn prepare(
         if lib_rewritten && same_key(b"LD_LIBRARY_REAL=", kv) {
             continue;
         }
+        if chroot_env.is_some() && same_key(b"FAKECHROOT_BASE=", kv) {
+            continue;
+        }
         // SAFETY: the caller's env strings are NUL-terminated.
         let present = (0..envc).any(|i| same_key(unsafe { cstr(env_at(i)) }, kv));
         if !present {
             ev.push(kv.as_ptr().cast());
         }
+    }
+    // FAKECHROOT_VERSION is set by the library (§4.4) unless the environment has one.
+    let has_version = (0..envc).any(|i| {
+        // SAFETY: as above.
+        same_key(unsafe { cstr(env_at(i)) }, VERSION_ENV)
+    });
+    if !has_version && cfg.preserved_value(b"FAKECHROOT_VERSION").is_none() {
+        ev.push(VERSION_ENV.as_ptr().cast());
     }
     img.envp = ev.finish();
     Ok(img)
@@ -304,8 +341,185 @@ fn run_patcher(patcher: &[u8], base: &[u8], file: *const c_char) -> bool {
     }
 }
 
+/// What FAKECHROOT_CMD_SUBST makes of an exec.
+pub(super) enum Subst {
+    /// `#RETURN(TRUE)#` / `#RETURN(FALSE)#`: the "program" exits with this status at once.
+    Exit(i32),
+    /// The host substitute, run outside the root.
+    Run(Image),
+}
+
+/// The variables a substitute gets renamed `*_ORIG` (§4.3 item 1): it is a host program, so
+/// the container's root, preload and library path must not apply to it, but a wrapper script
+/// can still read them.
+const SUBST_RENAME: [&[u8]; 3] = [b"FAKECHROOT_BASE", b"LD_PRELOAD", b"LD_LIBRARY_PATH"];
+
+/// FAKECHROOT_CMD_SUBST (`cmd=subst:…`, spec §4.3 item 1): when FAKECHROOT_CMD_ORIG is unset
+/// or empty and `file`, as a container path after dedotdot, is some `cmd` exactly, the exec
+/// becomes `subst`: the host program, with the caller's argv, the environment (preserved
+/// variables included) with SUBST_RENAME renamed, and `FAKECHROOT_CMD_ORIG=<file>` added. The
+/// fork's `#RETURN(TRUE)#`/`#RETURN(FALSE)#` placeholders exit 0/1 (the fork's inverted test is
+/// not reproduced); where the process must not exit (`can_exit` false: posix_spawn), the host's
+/// /bin/true or /bin/false is run instead.
+pub(super) unsafe fn cmd_subst(
+    file: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    can_exit: bool,
+) -> Result<Option<Subst>, c_int> {
+    let cfg = config::get();
+    let Some(list) = cfg.preserved_value(b"FAKECHROOT_CMD_SUBST") else {
+        return Ok(None);
+    };
+    if getenv(b"FAKECHROOT_CMD_ORIG\0").is_some_and(|v| !v.is_empty()) || file.is_null() {
+        return Ok(None);
+    }
+    // SAFETY: the caller's NUL-terminated path.
+    let g = unsafe { cstr(file) };
+    if g.is_empty() {
+        return Ok(None);
+    }
+    let mut abs = [0u8; PATH_MAX];
+    let n = if g[0] == b'/' {
+        path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?
+    } else {
+        let mut hd = [0u8; PATH_MAX];
+        let hl = super::host_dir(AT_FDCWD, &mut hd)?;
+        let mut gd = [0u8; PATH_MAX];
+        let gl = match path::narrow(&cfg.view(), &hd[..hl], &mut gd) {
+            Some(l) => l,
+            None => path::concat(&mut gd, &[&hd[..hl]]).ok_or(ENAMETOOLONG)?,
+        };
+        let mut joined = [0u8; PATH_MAX];
+        let jl = path::concat(&mut joined, &[&gd[..gl], b"/", g]).ok_or(ENAMETOOLONG)?;
+        path::normalize(&joined[..jl], &mut abs).ok_or(ENAMETOOLONG)?
+    };
+    let cmd = &abs[..n];
+    let Some(subst) = list.split(|&b| b == b':').find_map(|e| {
+        e.strip_prefix(cmd)
+            .and_then(|r| r.strip_prefix(b"="))
+            .filter(|r| !r.is_empty())
+    }) else {
+        return Ok(None);
+    };
+    super::debug(b"cmd_subst", cmd, subst);
+    let subst: &[u8] = match subst {
+        b"#RETURN(TRUE)#" if can_exit => return Ok(Some(Subst::Exit(0))),
+        b"#RETURN(FALSE)#" if can_exit => return Ok(Some(Subst::Exit(1))),
+        b"#RETURN(TRUE)#" => b"/bin/true",
+        b"#RETURN(FALSE)#" => b"/bin/false",
+        s => s,
+    };
+    // The new environment: the caller's (less FAKECHROOT_CMD_ORIG, and FAKECHROOT_BASE when a
+    // chroot moved it), the root a chroot installed, the preserved variables it lacks; each
+    // SUBST_RENAME one renamed. Strings and pointers live in one private mapping.
+    let envc = count(envp);
+    // SAFETY: envp has envc NUL-terminated entries.
+    let env_at = |i: usize| unsafe { cstr(*envp.add(i)) };
+    let chroot_env = cfg.chroot_env();
+    let mut strings = g.len() + subst.len() + 64;
+    for i in 0..envc {
+        strings += env_at(i).len() + 8;
+    }
+    for kv in cfg.preserved() {
+        strings += kv.len() + 8;
+    }
+    if let Some(Some(kv)) = chroot_env {
+        strings += kv.len() + 8;
+    }
+    let ptrs = envc + config::PRESERVED.len() + 4;
+    let len = (ptrs * 8 + strings + 4095) & !4095;
+    let map = raw::map(len);
+    if map.is_null() {
+        return Err(ENOMEM);
+    }
+    let mut img = Image {
+        file: core::ptr::null(),
+        argv,
+        envp: core::ptr::null(),
+        map,
+        len,
+    };
+    let mut ev = Vec0 {
+        at: map.cast(),
+        n: 0,
+    };
+    // SAFETY: the strings area follows the pointers inside the mapping.
+    let strs = unsafe { core::slice::from_raw_parts_mut(map.add(ptrs * 8), len - ptrs * 8) };
+    let mut at = 0;
+    // Copy `parts` NUL-terminated into the strings area; a pointer to it.
+    let mut put = |parts: &[&[u8]]| -> Result<*const c_char, c_int> {
+        let m = path::concat(&mut strs[at..], parts).ok_or(ENOMEM)?;
+        let p = strs[at..].as_ptr().cast();
+        at += m + 1;
+        Ok(p)
+    };
+    img.file = put(&[subst])?;
+    let mut add = |ev: &mut Vec0, kv: &[u8]| -> Result<(), c_int> {
+        let kv = kv.strip_suffix(b"\0").unwrap_or(kv);
+        for k in SUBST_RENAME {
+            if let Some(v) = kv.strip_prefix(k).and_then(|r| r.strip_prefix(b"=")) {
+                ev.push(put(&[k, b"_ORIG=", v])?);
+                return Ok(());
+            }
+        }
+        ev.push(put(&[kv])?);
+        Ok(())
+    };
+    for i in 0..envc {
+        let e = env_at(i);
+        if same_key(e, b"FAKECHROOT_CMD_ORIG=")
+            || (chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE="))
+        {
+            continue;
+        }
+        add(&mut ev, e)?;
+    }
+    if let Some(Some(kv)) = chroot_env {
+        add(&mut ev, kv)?;
+    }
+    for kv in cfg.preserved() {
+        if chroot_env.is_some() && same_key(b"FAKECHROOT_BASE=", kv) {
+            continue;
+        }
+        if !(0..envc).any(|i| same_key(env_at(i), kv)) {
+            add(&mut ev, kv)?;
+        }
+    }
+    ev.push(put(&[b"FAKECHROOT_CMD_ORIG=", g])?);
+    img.envp = ev.finish();
+    Ok(Some(Subst::Run(img)))
+}
+
 /// execve of a guest program: returns only on failure (-1, errno set).
 pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    // Command substitution comes first: it applies with or without a root (§4.3 item 1).
+    // SAFETY: the caller's arguments.
+    match unsafe { cmd_subst(file, argv, envp, true) } {
+        Ok(None) => {}
+        Ok(Some(Subst::Exit(code))) => loop {
+            // SAFETY: exit_group ends the process, as the exec'd "program" would.
+            unsafe { raw::syscall(raw::SYS_EXIT_GROUP, code as usize, 0, 0, 0) };
+        },
+        Ok(Some(Subst::Run(img))) => {
+            // SAFETY: every pointer in the image is NUL-terminated and alive.
+            let r = unsafe {
+                raw::syscall(
+                    raw::SYS_EXECVE,
+                    img.file as usize,
+                    img.argv as usize,
+                    img.envp as usize,
+                    0,
+                )
+            };
+            set_errno(-r as c_int);
+            return -1;
+        }
+        Err(e) => {
+            set_errno(e);
+            return -1;
+        }
+    }
     let cfg = config::get();
     if !cfg.active() {
         // SAFETY: the caller's arguments, unchanged.
@@ -468,6 +682,16 @@ unsafe fn spawn(
     let Some(f) = real!("posix_spawn", SpawnFn) else {
         return ENOSYS;
     };
+    // SAFETY: the caller's arguments.
+    match unsafe { cmd_subst(file, argv, envp, false) } {
+        Ok(None) => {}
+        // SAFETY: posix_spawn returns once the child has exec'd or failed.
+        Ok(Some(Subst::Run(img))) => {
+            return unsafe { f(pid, img.file, fa, at, img.argv, img.envp) }
+        }
+        Ok(Some(Subst::Exit(_))) => return ENOSYS,
+        Err(e) => return e,
+    }
     if !config::get().active() {
         // SAFETY: forwarded.
         return unsafe { f(pid, file, fa, at, argv, envp) };

@@ -3,6 +3,93 @@
 //! integer argument is passed in the same register as a fixed one, so it is declared fixed.
 
 use super::{wrap, wrap2, AT_FDCWD};
+use crate::config;
+use crate::path::{self, PATH_MAX};
+use crate::raw;
+
+const AT_SYMLINK_NOFOLLOW: c_int = 0x100;
+
+/// Where a stat call leaves the mode and the size (x86_64 `struct stat` = `struct stat64`:
+/// st_mode u32 at 24, st_size i64 at 48; `struct statx`: stx_mode u16 at 28, stx_size u64 at 40).
+#[derive(Clone, Copy)]
+enum Layout {
+    Stat,
+    Statx,
+}
+
+/// After a successful lstat-like call on host path `q` (relative to `d`) that filled `b`: when
+/// it is a symlink whose absolute target narrows to a different guest path, st_size becomes the
+/// guest length.
+unsafe fn guest_link_size(d: c_int, q: *const c_char, b: Ptr, kind: Layout) {
+    let cfg = config::get();
+    if b.is_null() || q.is_null() || !cfg.active() {
+        return;
+    }
+    let (mode_off, size_off) = match kind {
+        Layout::Stat => (24, 48),
+        Layout::Statx => (28, 40),
+    };
+    // SAFETY: the kernel filled the caller's struct; the mode's low 16 bits are at `mode_off`.
+    let mode = unsafe { b.cast::<u8>().add(mode_off).cast::<u16>().read_unaligned() };
+    if u32::from(mode) & 0o170000 != 0o120000 {
+        return;
+    }
+    let mut link = [0u8; PATH_MAX];
+    // SAFETY: `q` is NUL-terminated; `link` is PATH_MAX bytes.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_READLINKAT,
+            d as isize as usize,
+            q as usize,
+            link.as_mut_ptr() as usize,
+            PATH_MAX - 1,
+        )
+    };
+    if r <= 0 || link[0] != b'/' {
+        return;
+    }
+    let mut g = [0u8; PATH_MAX];
+    if let Some(n) = path::narrow(&cfg.view(), &link[..r as usize], &mut g) {
+        // SAFETY: st_size/stx_size is an 8-byte field at `size_off` of the caller's struct.
+        unsafe {
+            b.cast::<u8>()
+                .add(size_off)
+                .cast::<u64>()
+                .write_unaligned(n as u64)
+        };
+    }
+}
+
+/// A stat wrapper that may report a symlink (see `guest_link_size`).
+macro_rules! wrap_lstat {
+    ($name:ident ( $($a:ident : $t:ty),* ), path = $p:ident, buf = $b:ident, dirfd = $dfd:expr, nofollow = $nf:expr, kind = $kind:ident) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> c_int {
+            let mut buf = [0u8; PATH_MAX];
+            // SAFETY: `$p` is the caller's path argument.
+            let q = match unsafe { super::xlat(stringify!($name).as_bytes(), $dfd, $p, &mut buf) } {
+                Ok(q) => q,
+                Err(e) => {
+                    crate::real::set_errno(e);
+                    return -1;
+                }
+            };
+            let Some(f) = crate::real::real!(stringify!($name), unsafe extern "C" fn($($t),*) -> c_int) else {
+                crate::real::set_errno(super::ENOSYS);
+                return -1;
+            };
+            let $p = q;
+            // SAFETY: libc's own function with the caller's arguments (the path translated).
+            let r = unsafe { f($($a),*) };
+            if r == 0 && $nf {
+                // SAFETY: `q` is the path libc was given; `$b` the struct it filled.
+                unsafe { guest_link_size($dfd, q, $b, Layout::$kind) };
+            }
+            r
+        }
+    };
+}
+
 use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 
 type Ptr = *mut c_void;
@@ -37,17 +124,20 @@ wrap!(__xmknodat(v: c_int, d: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -
 // stat: the glibc >= 2.33 names, the older __xstat family, statx
 wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(lstat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(lstat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(fstatat(d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
 wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__lxstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__lxstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
+// The calls that can report a symlink itself (lstat, AT_SYMLINK_NOFOLLOW) give its size as
+// readlink will: the length of the narrowed target (spec §5 symlink.t: "readlink size equals
+// lstat size"; programs size their readlink buffer from st_size).
+wrap_lstat!(lstat(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
+wrap_lstat!(lstat64(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
+wrap_lstat!(__lxstat(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
+wrap_lstat!(__lxstat64(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
+wrap_lstat!(fstatat(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
+wrap_lstat!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
+wrap_lstat!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
+wrap_lstat!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
+wrap_lstat!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Statx);
 wrap!(statfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(statfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(statvfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);

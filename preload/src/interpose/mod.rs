@@ -9,6 +9,7 @@ mod fts;
 mod ftw;
 mod glob;
 mod shell;
+mod socket;
 mod temp;
 
 use crate::config;
@@ -39,7 +40,7 @@ pub fn debug(what: &[u8], a: &[u8], b: &[u8]) {
 
 /// The host directory a relative path under `dirfd` starts from: the cwd, or the target of
 /// `/proc/self/fd/N`. Its length in `out` (no NUL).
-fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
+pub(super) fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, c_int> {
     if dirfd == AT_FDCWD {
         // SAFETY: `out` is PATH_MAX bytes.
         let r = unsafe { raw::syscall(raw::SYS_GETCWD, out.as_mut_ptr() as usize, PATH_MAX, 0, 0) };
@@ -98,27 +99,60 @@ pub unsafe fn xlat(
     if g.is_empty() {
         return Ok(p);
     }
-    let mut abs = [0u8; PATH_MAX];
-    let n = if g[0] == b'/' {
-        path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?
+    let m = if g[0] == b'/' {
+        let mut abs = [0u8; PATH_MAX];
+        let n = path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?;
+        path::expand(&cfg.view(), &abs[..n], buf).ok_or(ENAMETOOLONG)?
     } else if !path::has_dotdot(g) {
         // The host cwd (or dirfd) is the host path of the guest one: the kernel can resolve it.
         return Ok(p);
     } else {
-        let mut hd = [0u8; PATH_MAX];
-        let hl = host_dir(dirfd, &mut hd)?;
-        let mut gd = [0u8; PATH_MAX];
-        let gl = match path::narrow(&cfg.view(), &hd[..hl], &mut gd) {
-            Some(l) => l,
-            None => path::concat(&mut gd, &[&hd[..hl]]).ok_or(ENAMETOOLONG)?,
-        };
-        let mut joined = [0u8; PATH_MAX];
-        let jl = path::concat(&mut joined, &[&gd[..gl], b"/", g]).ok_or(ENAMETOOLONG)?;
-        path::normalize(&joined[..jl], &mut abs).ok_or(ENAMETOOLONG)?
+        resolve_relative(cfg, dirfd, g, buf, false)?
     };
-    let m = path::expand(&cfg.view(), &abs[..n], buf).ok_or(ENAMETOOLONG)?;
     debug(what, g, &buf[..m]);
     Ok(buf.as_ptr().cast())
+}
+
+/// The host path of the relative guest path `g` under `dirfd`, NUL-terminated in `out`; its
+/// length. `..` is applied to the guest view of the directory, so it stops at the root
+/// (§4.2 step 2). A directory outside the current root (left there by a chroot, which does not
+/// chdir: §4.2 "chroot(2) emulation") is seen through the container root udocker set, so `..`
+/// never climbs out of the container either (the suite's escape-nested-chroot case). A
+/// directory outside both is the host's: with `host_outside`, `g` is resolved there as the
+/// kernel would (chroot("."), whose escape a real chroot allows); otherwise it is taken for a
+/// guest path (an excluded directory such as a same-path volume).
+pub(crate) fn resolve_relative(
+    cfg: &config::Config,
+    dirfd: c_int,
+    g: &[u8],
+    out: &mut [u8; PATH_MAX],
+    host_outside: bool,
+) -> Result<usize, c_int> {
+    let mut hd = [0u8; PATH_MAX];
+    let hl = host_dir(dirfd, &mut hd)?;
+    let hd = &hd[..hl];
+    let (view, jail) = (cfg.view(), cfg.jail_view());
+    let mut gd = [0u8; PATH_MAX];
+    // The view the directory is seen through, and whether it is a host directory outside both.
+    let (v, gl, outside) = match path::narrow(&view, hd, &mut gd) {
+        Some(l) => (view, l, false),
+        None => match path::narrow(&jail, hd, &mut gd).filter(|_| jail.base != view.base) {
+            Some(l) => (jail, l, false),
+            None => (
+                view,
+                path::concat(&mut gd, &[hd]).ok_or(ENAMETOOLONG)?,
+                true,
+            ),
+        },
+    };
+    let mut joined = [0u8; PATH_MAX];
+    let jl = path::concat(&mut joined, &[&gd[..gl], b"/", g]).ok_or(ENAMETOOLONG)?;
+    if outside && host_outside {
+        return path::normalize(&joined[..jl], out).ok_or(ENAMETOOLONG);
+    }
+    let mut abs = [0u8; PATH_MAX];
+    let n = path::normalize(&joined[..jl], &mut abs).ok_or(ENAMETOOLONG)?;
+    path::expand(&v, &abs[..n], out).ok_or(ENAMETOOLONG)
 }
 
 /// Rewrite the host path in `s` (NUL-terminated, `cap` bytes available) as a guest path in
