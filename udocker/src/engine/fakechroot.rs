@@ -254,6 +254,11 @@ pub fn environment(
     let libdirs = container_lib_dirs(&tr, root);
     env.insert("FAKECHROOT_BASE".into(), s(root));
     env.insert("LD_PRELOAD".into(), s(library));
+    // ldconfig would rewrite the container's ld.so.cache with host paths: it succeeds without
+    // running, as upstream sets it (spec/udocker.md §5).
+    env.entry("FAKECHROOT_CMD_SUBST".into()).or_insert_with(|| {
+        "/sbin/ldconfig=#RETURN(TRUE)#:/usr/sbin/ldconfig=#RETURN(TRUE)#".into()
+    });
     // F3/F4 programs name the container's loader themselves (upstream: "F3 = F2 without
     // ELFLOADER"); the shim then execs them directly.
     if !mode.patches_binaries() {
