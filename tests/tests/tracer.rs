@@ -1321,3 +1321,28 @@ fn unix_socket_paths_long_and_short() {
         }
     }
 }
+
+/// The tracer may keep itself and a serial guest on one CPU (a speed-up), but the guest sees the
+/// CPU set it was given (programs size thread pools from it), and one that sets its own gets it.
+#[test]
+fn cpu_set_seen_by_the_guest_is_its_own() {
+    let Some((env, root)) = bookworm_env() else {
+        return;
+    };
+    let host = String::from_utf8_lossy(
+        &std::process::Command::new("nproc")
+            .output()
+            .expect("nproc")
+            .stdout,
+    )
+    .trim()
+    .to_string();
+    for mode in MODES {
+        let g = Guest::new(&env, &root, mode);
+        assert_eq!(
+            g.ok(&["/bin/sh", "-c", "nproc; taskset -c 0 nproc; nproc"]),
+            format!("{host}\n1\n{host}\n"),
+            "{mode:?}"
+        );
+    }
+}

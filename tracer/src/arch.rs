@@ -22,6 +22,8 @@ pub mod nr {
     pub const EXECVE: i64 = 59;
     pub const WAIT4: i64 = 61;
     pub const UNAME: i64 = 63;
+    pub const SCHED_SETAFFINITY: i64 = 203;
+    pub const SCHED_GETAFFINITY: i64 = 204;
     pub const TRUNCATE: i64 = 76;
     pub const GETCWD: i64 = 79;
     pub const CHDIR: i64 = 80;

@@ -123,6 +123,7 @@ pub fn build(
     fake_uname: bool,
     readonly: bool,
     unix_msgs: bool,
+    affinity: bool,
 ) -> Result<Vec<libc::sock_filter>, String> {
     let mut rules = BTreeMap::new();
     let mut calls: Vec<i64> = PATH_CALLS.to_vec();
@@ -136,6 +137,10 @@ pub fn build(
     // wait4/waitid are deliberately absent: only a guest ptracer's waits matter, and that
     // task is resumed with PTRACE_SYSCALL instead.
     calls.push(nr::PTRACE);
+    if affinity {
+        // CPU pinning (Config::pin_cpu) is hidden from the guest: rare calls.
+        calls.extend_from_slice(&[nr::SCHED_GETAFFINITY, nr::SCHED_SETAFFINITY]);
+    }
     if readonly {
         // Metadata changes through a descriptor, refused inside read-only bindings.
         calls.extend_from_slice(&[nr::FCHMOD, nr::FCHOWN, nr::FSETXATTR, nr::FREMOVEXATTR]);
@@ -376,7 +381,7 @@ mod tests {
 
     #[test]
     fn binary_search_filter_matches_the_table() {
-        let p = build(true, true, true, true).unwrap();
+        let p = build(true, true, true, true, true).unwrap();
         let all: Vec<i64> = PATH_CALLS
             .iter()
             .chain(ID_CALLS)
@@ -390,6 +395,8 @@ mod tests {
                 nr::PTRACE,
                 nr::SENDMSG,
                 nr::RECVMSG,
+                nr::SCHED_GETAFFINITY,
+                nr::SCHED_SETAFFINITY,
             ])
             .collect();
         for n in 0..460u32 {
@@ -429,7 +436,7 @@ mod tests {
                 "{call} with an address"
             );
         }
-        let plain = build(false, false, false, false).unwrap();
+        let plain = build(false, false, false, false, false).unwrap();
         for call in [nr::SENDMSG, nr::RECVMSG, nr::RECVFROM, nr::ACCEPT] {
             assert_eq!(
                 eval(&plain, call as u32, AUDIT_ARCH_X86_64, [3, 1, 1, 1, 1, 1]),

@@ -487,3 +487,29 @@ pub fn socket_port(pid: i32, fd: i32) -> Option<u16> {
         }
     }
 }
+
+/// The CPU set of task `pid` (0: the caller) as the kernel's mask bytes (sched_getaffinity(2)
+/// returns how many bytes it wrote).
+pub fn affinity_bytes(pid: i32) -> Option<Vec<u8>> {
+    let mut buf = vec![0u8; 1024];
+    // SAFETY: the buffer is writable for its whole length, which is what we pass.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_sched_getaffinity,
+            pid,
+            buf.len(),
+            buf.as_mut_ptr(),
+        )
+    };
+    if r <= 0 {
+        return None;
+    }
+    buf.truncate(r as usize);
+    Some(buf)
+}
+
+/// Give task `pid` (0: the caller) the CPU set `mask` (bytes from `affinity_bytes`).
+pub fn set_affinity_bytes(pid: i32, mask: &[u8]) -> bool {
+    // SAFETY: the kernel reads `mask.len()` bytes from a valid buffer.
+    unsafe { libc::syscall(libc::SYS_sched_setaffinity, pid, mask.len(), mask.as_ptr()) == 0 }
+}

@@ -553,6 +553,16 @@ pub fn on_enter(ctx: &mut Ctx, pid: Pid) -> bool {
             save(ctx, pid, orig, ExitAction::Uname { buf: r.arg(0) });
             return true;
         }
+        // While the tracer keeps a serial guest on one CPU (Config::pin_cpu), the guest must
+        // still see the CPU set it was given: programs size their thread pools from it.
+        nr::SCHED_GETAFFINITY if ctx.pinned_mask.is_some() => {
+            save(ctx, pid, orig, ExitAction::Affinity { buf: r.arg(2) });
+            return true;
+        }
+        // A guest that sets its own affinity gets it: the pinning ends for every task first.
+        nr::SCHED_SETAFFINITY if ctx.pinned_mask.is_some() => {
+            crate::tracer::release_pin(ctx);
+        }
         _ => {}
     }
     if let Some((uid, gid)) = fake {
@@ -1311,6 +1321,15 @@ pub fn on_exit(ctx: &mut Ctx, pid: Pid) {
             if ret == 0 {
                 for (p, id) in ptrs.iter().zip(ids) {
                     let _ = mem::write(pid, *p, &id.to_ne_bytes());
+                }
+            }
+        }
+        ExitAction::Affinity { buf } => {
+            // sched_getaffinity(2) returns the size of the kernel's mask it copied.
+            if ret > 0 {
+                if let Some(m) = &ctx.pinned_mask {
+                    let k = (ret as usize).min(m.len());
+                    let _ = mem::write(pid, buf, &m[..k]);
                 }
             }
         }

@@ -25,6 +25,8 @@ use std::sync::atomic::Ordering;
 /// What to do when the syscall that stopped returns.
 #[derive(Debug, Clone)]
 pub enum ExitAction {
+    /// sched_getaffinity(2) while pinned: the guest's own CPU set written back at `buf`.
+    Affinity { buf: u64 },
     /// bind(2) under `-n` moved to port 0: learn the port the kernel chose for `guest`.
     BindAuto { fd: i32, guest: u16 },
     /// Put the argument registers back (we pointed them at our copies of the paths).
@@ -249,6 +251,9 @@ pub struct Ctx<'a> {
     pub emu: crate::ptrace_emu::Emu,
     /// Short aliases for AF_UNIX paths too long once translated (see sockets.rs).
     pub sock_aliases: crate::sockets::Aliases,
+    /// While the tracer and a serial guest are pinned to one CPU: the CPU set they had (the
+    /// kernel's cpumask bytes), what the guest is shown and what everyone gets back.
+    pub pinned_mask: Option<Vec<u8>>,
     /// Ports learnt under `-n` (network cooperation): guest port -> the host port bound.
     pub auto_ports: Vec<crate::net::PortMap>,
     /// Why the first program could not be executed (the path it named, the error).
@@ -351,6 +356,7 @@ pub fn run(
             // With the host's / as the guest's and nothing bound, paths are the same on both
             // sides: sendmsg/recvmsg need not stop (see sockets.rs for the cost).
             !(root.as_os_str() == "/" && wanted.is_empty()),
+            cfg.pin_cpu,
         ) {
             Ok(f) => Some(f),
             Err(e) if cfg.mode == Mode::Auto => {
@@ -372,20 +378,18 @@ pub fn run(
         cstring(&cwd_host)?,
         filter,
     );
-    // Pinning (see Config::pin_cpu): set before fork so the child inherits it.
-    let original_mask = nix::sched::sched_getaffinity(Pid::from_raw(0)).ok();
-    let mut pinned = false;
+    // Pinning (see Config::pin_cpu): set before fork so the child inherits it. The set we had
+    // is kept to show the guest (sched_getaffinity) and to give back when pinning ends.
+    let mut pinned_mask = None;
     if cfg.pin_cpu {
-        if let (Some(mask), Ok(cpu)) = (&original_mask, nix::sched::sched_getcpu()) {
-            let count = (0..nix::sched::CpuSet::count())
-                .filter(|c| mask.is_set(*c).unwrap_or(false))
-                .count();
+        if let (Some(mask), Ok(cpu)) = (sys::affinity_bytes(0), nix::sched::sched_getcpu()) {
+            let count: u32 = mask.iter().map(|b| b.count_ones()).sum();
             let mut one = nix::sched::CpuSet::new();
             if count > 1
                 && one.set(cpu).is_ok()
                 && nix::sched::sched_setaffinity(Pid::from_raw(0), &one).is_ok()
             {
-                pinned = true;
+                pinned_mask = Some(mask);
             }
         }
     }
@@ -436,6 +440,7 @@ pub fn run(
         emu: Default::default(),
         sock_aliases: Default::default(),
         auto_ports: Vec::new(),
+        pinned_mask,
         start_error: None,
     };
     ctx.tracees.insert(
@@ -535,15 +540,9 @@ pub fn run(
         if ctx.tracees.is_empty() {
             break;
         }
-        if pinned && ctx.tracees.len() > 2 {
+        if ctx.pinned_mask.is_some() && ctx.tracees.len() > 2 {
             // Parallel work: give every task (and ourselves) the whole original set again.
-            pinned = false;
-            if let Some(mask) = &original_mask {
-                let _ = nix::sched::sched_setaffinity(Pid::from_raw(0), mask);
-                for pid in ctx.tracees.keys() {
-                    let _ = nix::sched::sched_setaffinity(*pid, mask);
-                }
-            }
+            release_pin(&mut ctx);
             ctx.debug(|| "more than two guest tasks: CPU pinning released".into());
         }
     }
@@ -849,6 +848,16 @@ fn fake_auxv_ids(pid: Pid, sp: u64, c: &Creds) {
 /// What a new task inherits from the one that created it. The child's first stop may be
 /// reported before its creator's fork/clone event: whichever comes first fills the state and
 /// the other keeps it.
+/// End the pinning for good: this process and every guest task get the original CPU set back.
+pub fn release_pin(ctx: &mut Ctx) {
+    if let Some(mask) = ctx.pinned_mask.take() {
+        sys::set_affinity_bytes(0, &mask);
+        for pid in ctx.tracees.keys() {
+            sys::set_affinity_bytes(pid.as_raw(), &mask);
+        }
+    }
+}
+
 fn inherit(ctx: &mut Ctx, parent: Pid, child: Pid) {
     let Some(p) = ctx.tracees.get(&parent) else {
         return;

@@ -32,9 +32,10 @@ pub fn config(plan: &Plan, verbose: u8) -> tracer::Config {
             _ => tracer::Mode::Auto,
         },
         // The tracer's own speed-up (see its docs); UDOCKER_TRACER_PIN=0 turns it off, =1 on.
-        // Off by default inside a batch or MPI job: while pinned the guest sees one CPU, and
-        // programs size their thread pools (OpenMP, hwloc binding) from the affinity mask that
-        // srun -c N / mpirun gave, at start-up, before the tracer would release the pin.
+        // Off by default inside a batch or MPI job: programs size their thread pools (OpenMP,
+        // hwloc binding) from the affinity mask srun -c N / mpirun gave, at start-up. The
+        // tracer answers sched_getaffinity with that mask while pinned, but /proc/self/status
+        // (Cpus_allowed, which hwloc may read) would still show the pin.
         pin_cpu: match std::env::var_os("UDOCKER_TRACER_PIN") {
             Some(v) => v != "0",
             None => !super::Launch::current().job,
