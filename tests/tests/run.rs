@@ -762,7 +762,9 @@ fn interactive_shell_in_a_terminal() {
     tm.wait_for("built-in shell");
     std::thread::sleep(Duration::from_millis(300));
     tm.cmd(&["send-keys", "-t", "t", "echo $((6*7)); tty; id -u", "Enter"]);
-    let p = tm.wait_for("42");
+    // tty's answer comes a moment after 42: wait for it (a timeout fails the test).
+    tm.wait_for("42");
+    let p = tm.wait_for("/dev/pts/");
     assert!(p.contains("/dev/pts/"), "a terminal inside:\n{p}");
     // Ctrl-C interrupts the foreground program, not the shell.
     tm.cmd(&["send-keys", "-t", "t", "sleep 30", "Enter"]);
