@@ -1382,3 +1382,55 @@ fn f3_bullseye_glibc_2_31() {
 fn f3_trixie_glibc_2_41() {
     f3_suite("trixie");
 }
+
+/// Issue 7's F4 scenario end to end: gcc installed with apt-get in P1 (fake root, from Debian's
+/// mirror; skipped when the mirror cannot be reached), the container set to F4, a program
+/// compiled inside by that gcc and run at once: re-rooted before its first exec.
+#[test]
+fn f4_runs_a_program_compiled_inside_with_gcc() {
+    let t = TestEnv::new();
+    let img = t.fx.get("DEBIAN_REF");
+    t.ud_ok(&["pull", &img]);
+    t.ud_ok(&["create", "--name=cc", &img]);
+    let o = run(
+        &t,
+        &[
+            "-e",
+            "DEBIAN_FRONTEND=noninteractive",
+            "cc",
+            "/bin/sh",
+            "-c",
+            "apt-get update -q >/dev/null 2>&1 || exit 42; \
+             apt-get install -y -q --no-install-recommends gcc libc6-dev >/dev/null && gcc --version | head -1",
+        ],
+    );
+    if o.status.code() == Some(42) {
+        eprintln!("SKIP f4_runs_a_program_compiled_inside_with_gcc: apt-get update failed (no Debian mirror reachable)");
+        return;
+    }
+    assert!(
+        o.status.success(),
+        "apt-get install gcc in P1:\n{}",
+        show(&o)
+    );
+    assert!(stdout(&o).contains("gcc"), "{}", show(&o));
+    let out = t.ud_ok(&["setup", "--execmode=F4", "cc"]);
+    assert!(out.contains("execmode: F4"), "{out}");
+    assert_eq!(
+        run_ok(
+            &t,
+            &[
+                "cc",
+                "/bin/sh",
+                "-c",
+                "cd /tmp && printf '#include <stdio.h>\\nint main(void){puts(\"built inside\");return 0;}\\n' > h.c \
+                 && gcc -o /usr/local/bin/hin h.c && hin && /usr/local/bin/hin",
+            ],
+        ),
+        "built inside\nbuilt inside\n"
+    );
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", "cc"]).trim());
+    let real = fs::canonicalize(&root).unwrap();
+    let i = interp(&root.join("usr/local/bin/hin"));
+    assert!(i.starts_with(&format!("{}//", real.display())), "{i}");
+}
