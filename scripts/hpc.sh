@@ -67,11 +67,13 @@ stop_pid() {
 }
 
 # spawn NAME CMD... -- CMD in the foreground mode of the daemon, in a session of its own (it
-# outlives the CI step), its pid in $RUN/NAME.pid. 9>&-: the lock stays ours.
+# outlives the CI step), its pid in $RUN/NAME.pid. 9>&-: the lock stays ours. From / : a daemon
+# keeps the directory it was started in, and slurmstepd (slurmd's child) complains into every
+# job's output once that directory (a CI checkout) is removed.
 spawn() {
     local name=$1
     shift
-    setsid nohup "$@" >>"$LOGS/$name.out" 2>&1 </dev/null 9>&- &
+    (cd / && exec setsid nohup "$@" >>"$LOGS/$name.out" 2>&1 </dev/null 9>&-) &
     echo $! >"$RUN/$name.pid"
 }
 
@@ -309,6 +311,9 @@ start_slurm() {
     if pid=$(our_pid "$name" "$name -D"); then
         if [[ -e $RUN/config-changed ]]; then
             say "$name: configuration changed, restarting"
+            stop_pid "$pid"
+        elif [[ $(readlink "/proc/$pid/cwd" 2>/dev/null) == *" (deleted)" ]]; then
+            say "$name: started from a directory since removed, restarting"
             stop_pid "$pid"
         else
             say "$name: running"
