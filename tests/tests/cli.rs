@@ -327,3 +327,21 @@ fn later_commands_are_not_invalid() {
         "expected `run` to be a known (not yet available) command, got:\n{err}"
     );
 }
+
+/// An argument that is not UTF-8 gets one line and status 2, not a panic, whatever the front end
+/// (udocker, or the binary called as patchelf).
+#[test]
+fn non_utf8_argument_is_refused_in_one_line() {
+    use std::os::unix::ffi::OsStrExt;
+    let t = TestEnv::new();
+    let mut c = t.cmd(&["inspect"]);
+    c.arg(std::ffi::OsStr::from_bytes(b"bad\xffname"));
+    let o = c.output().unwrap();
+    assert_eq!(o.status.code(), Some(2), "{}", show(&o));
+    let err = stderr(&o);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with("Error: argument is not valid UTF-8"),
+        "{err}"
+    );
+}

@@ -3,7 +3,22 @@
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let mut all = std::env::args();
+    // std::env::args() panics on an argument that is not UTF-8: refuse it in one line instead
+    // (every front end here takes its arguments as text).
+    let mut all = Vec::new();
+    for a in std::env::args_os() {
+        match a.into_string() {
+            Ok(s) => all.push(s),
+            Err(bad) => {
+                eprintln!(
+                    "Error: argument is not valid UTF-8: {}",
+                    bad.to_string_lossy()
+                );
+                return ExitCode::from(2);
+            }
+        }
+    }
+    let mut all = all.into_iter();
     let argv0 = all.next().unwrap_or_default();
     let argv: Vec<String> = all.collect();
     // Called as `proot` (a symlink to this binary): PRoot's command line.
