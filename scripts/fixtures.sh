@@ -22,6 +22,8 @@ umask 022
 
 FIX=${UDOCKER_FIXTURES:-/var/cache/udocker-rs-fixtures}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# have_pkg, our_pid, stop_pid
+. "$SCRIPT_DIR/daemons.inc.sh"
 ENV_FILE=$FIX/fixtures.env
 BUILD=$FIX/build
 LAYOUT=$BUILD/oci            # one umoci OCI layout, one tag per built image
@@ -64,31 +66,9 @@ trap 'die "command failed (line $LINENO, exit $?): $BASH_COMMAND"' ERR
 # ---------------------------------------------------------------- helpers ---
 
 have_cmd() { command -v "$1" >/dev/null 2>&1; }
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
 
 # True when something accepts TCP connections on 127.0.0.1:PORT.
 port_open() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
-
-# PID from NAME's pid file if that process is alive and is the one we started
-# (its command line mentions MARKER).  Guards against recycled pids.
-our_pid() {
-    local name=$1 marker=$2 pid
-    [[ -s $RUN/$name.pid ]] || return 1
-    pid=$(<"$RUN/$name.pid")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
-    echo "$pid"
-}
-
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 50; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 # start_daemon NAME PORT MARKER URL CMD... -- start CMD in its own session
 # unless our instance already answers; refuse if a stranger holds the port.

@@ -25,6 +25,8 @@ umask 022
 
 FIX=${UDOCKER_FIXTURES:-/var/cache/udocker-rs-fixtures}
 SCRIPT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# have_pkg, our_pid, stop_pid
+. "$SCRIPT_DIR/daemons.inc.sh"
 S=$FIX/slurm
 RUN=$S/run
 LOGS=$S/log
@@ -42,29 +44,6 @@ MPI_VERSION=1
 say() { printf '[hpc] %s\n' "$*"; }
 die() { printf '[hpc] ERROR: %s\n' "$*" >&2; exit 1; }
 trap 'die "command failed (line $LINENO, exit $?): $BASH_COMMAND"' ERR
-
-have_pkg() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q 'ok installed'; }
-
-# PID from NAME's pid file when that process is alive and its command line mentions MARKER
-# (a recycled pid is not ours).
-our_pid() {
-    local name=$1 marker=$2 pid
-    [[ -s $RUN/$name.pid ]] || return 1
-    pid=$(<"$RUN/$name.pid")
-    [[ $pid =~ ^[0-9]+$ && -r /proc/$pid/cmdline ]] || return 1
-    tr '\0' ' ' <"/proc/$pid/cmdline" | grep -qF -- "$marker" || return 1
-    echo "$pid"
-}
-
-stop_pid() {
-    local pid=$1 i
-    kill "$pid" 2>/dev/null || return 0
-    for ((i = 0; i < 100; i++)); do
-        kill -0 "$pid" 2>/dev/null || return 0
-        sleep 0.1
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-}
 
 # spawn NAME CMD... -- CMD in the foreground mode of the daemon, in a session of its own (it
 # outlives the CI step), its pid in $RUN/NAME.pid. 9>&-: the lock stays ours. From / : a daemon
