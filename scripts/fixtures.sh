@@ -151,6 +151,9 @@ install_packages() {
     have_cmd tmux || need+=(tmux)
     have_cmd gcc || need+=(gcc libc6-dev)
     have_cmd objdump || need+=(binutils)
+    # The F3/F4 tests read interpreters and run paths back with Debian's patchelf (a second
+    # opinion on what our elfpatch wrote).
+    have_cmd patchelf || need+=(patchelf)
     # The R1/R2/R3 execution modes' runtimes (tests/tests/runc.rs runs both).
     have_cmd runc || need+=(runc)
     have_cmd crun || need+=(crun)

@@ -48,6 +48,20 @@ pub fn concat(out: &mut [u8], parts: &[&[u8]]) -> Option<usize> {
     Some(n)
 }
 
+/// The decimal digits of `v`, written at the end of `buf`.
+pub fn decimal(mut v: u32, buf: &mut [u8; 12]) -> &[u8] {
+    let mut d = buf.len();
+    loop {
+        d -= 1;
+        buf[d] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 || d == 0 {
+            break;
+        }
+    }
+    &buf[d..]
+}
+
 /// True when some component of `p` is `..` (only such relative paths need translating: the
 /// host cwd is the host path of the guest cwd, but `..` could climb out of the root).
 pub fn has_dotdot(p: &[u8]) -> bool {

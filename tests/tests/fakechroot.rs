@@ -1434,3 +1434,138 @@ fn f4_runs_a_program_compiled_inside_with_gcc() {
     let i = interp(&root.join("usr/local/bin/hin"));
     assert!(i.starts_with(&format!("{}//", real.display())), "{i}");
 }
+
+// ---------------------------------------------------------------------------------------------
+// The differential probe through libc (issue 6 item 7)
+// ---------------------------------------------------------------------------------------------
+
+/// `tests/probe/probe.c` built with `-DPROBE_LIBC` (dynamic, against the host's glibc 2.36 =
+/// bookworm's), cached by content in the target dir.
+fn libc_probe() -> PathBuf {
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("probe/probe.c");
+    let text = fs::read(&src).unwrap();
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join("f-probes");
+    fs::create_dir_all(&dir).unwrap();
+    let out = dir.join(format!("probe-libc-{}", &sha256_hex(&text)[..16]));
+    if !out.is_file() {
+        let tmp = dir.join(format!("probe-libc.tmp.{}", std::process::id()));
+        let o = Command::new("cc")
+            .args(["-O2", "-Wall", "-DPROBE_LIBC", "-o"])
+            .arg(&tmp)
+            .arg(&src)
+            .output()
+            .expect("running cc");
+        assert!(o.status.success(), "cc -DPROBE_LIBC failed\n{}", show(&o));
+        fs::rename(&tmp, &out).unwrap();
+    }
+    out
+}
+
+/// ARGV under a real chroot(2) into ROOT as the fixture user, with /proc and /dev bound (the
+/// reference: what the kernel answers). Needs root.
+fn chroot_reference(root: &Path, argv: &[&str]) -> Output {
+    let (u, g) = Fixtures::load().uid_gid();
+    let script = format!(
+        "set -e; r=$1; shift; mount --rbind /proc \"$r/proc\"; mount --rbind /dev \"$r/dev\"; \
+         exec chroot --userspec={u}:{g} --groups={g} \"$r\" \"$@\""
+    );
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(&script)
+        .arg("sh")
+        .arg(root)
+        .args(argv)
+        .env_clear()
+        .env(
+            "PATH",
+            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+        )
+        .env("LANG", "C.UTF-8")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("running unshare/chroot")
+}
+
+fn transcript(o: &Output) -> String {
+    format!(
+        "{}--- stderr ---\n{}--- status {:?}\n",
+        stdout(o),
+        stderr(o),
+        o.status.code()
+    )
+}
+
+/// The same probe program as the tracer's differential tests, every call through libc, gives
+/// the kernel's answers (chroot) in F1, F2, F3 and F4: the shim's translation seen from a
+/// program (in F3/F4 the probe itself is re-rooted by setup, and runs without the loader on
+/// its command line).
+#[test]
+fn libc_probe_f_modes_match_chroot() {
+    if !is_root() {
+        eprintln!("SKIP libc_probe_f_modes_match_chroot: needs root (the chroot reference)");
+        return;
+    }
+    let t = TestEnv::new();
+    let img = t.fx.get("DEBIAN_REF");
+    t.ud_ok(&["pull", &img]);
+    t.ud_ok(&["create", "--name=deb", &img]);
+    let root = PathBuf::from(t.ud_ok(&["inspect", "-p", "deb"]).trim());
+    let (u, g) = Fixtures::load().uid_gid();
+    let probe = root.join("probe");
+    fs::copy(libc_probe(), &probe).unwrap();
+    fs::set_permissions(&probe, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+    let fresh_w = |r: &Path| {
+        let w = r.join("w");
+        let _ = fs::remove_dir_all(&w);
+        fs::create_dir(&w).unwrap();
+        chown(&w, u, g);
+    };
+    fresh_w(&root);
+    // The reference is a copy of the tree before any F-mode setup touched it.
+    let refd = tempfile::tempdir().unwrap();
+    let reference = refd.path().join("ref");
+    let o = Command::new("cp")
+        .arg("-a")
+        .arg(&root)
+        .arg(&reference)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", show(&o));
+    let want = chroot_reference(&reference, &["/probe", "/w"]);
+    assert!(
+        want.status.success() && stdout(&want).contains("== done"),
+        "the probe must complete under chroot:\n{}",
+        show(&want)
+    );
+    for mode in ["F1", "F2", "F3", "F4"] {
+        fresh_w(&root);
+        t.ud_ok(&["setup", &format!("--execmode={mode}"), "deb"]);
+        let got = run(&t, &["-w", "/", "deb", "/probe", "/w"]);
+        let (a, mut b) = (transcript(&want), transcript(&got));
+        // F3/F4 re-root every ELF of the container, the probe included, which may change its
+        // size: the probe's own size is the one thing that differs by design.
+        let (orig, now) = (
+            fs::metadata(reference.join("probe")).unwrap().len(),
+            fs::metadata(&probe).unwrap().len(),
+        );
+        if orig != now {
+            b = b.replace(&format!(" size={now} "), &format!(" size={orig} "));
+            b = b.replace(&format!(" size={now}\n"), &format!(" size={orig}\n"));
+        }
+        if a != b {
+            let d = tempfile::tempdir().unwrap();
+            fs::write(d.path().join("chroot"), &a).unwrap();
+            fs::write(d.path().join(mode), &b).unwrap();
+            let diff = Command::new("diff")
+                .arg("-u")
+                .arg(d.path().join("chroot"))
+                .arg(d.path().join(mode))
+                .output()
+                .unwrap();
+            panic!(
+                "probe through libc in {mode} differs from chroot (- chroot, + {mode}):\n{}",
+                stdout(&diff)
+            );
+        }
+    }
+}

@@ -120,7 +120,7 @@ pub unsafe extern "C" fn canonicalize_file_name(p: *const c_char) -> *mut c_char
 unsafe fn readlinkat_impl(d: c_int, p: *const c_char, out: *mut c_char, size: usize) -> isize {
     let mut buf = [0u8; PATH_MAX];
     // SAFETY: the caller's path.
-    let q = match unsafe { xlat(b"readlink", d, p, &mut buf) } {
+    let q = match unsafe { super::xlat_f(b"readlink", d, p, &mut buf, false) } {
         Ok(q) => q,
         Err(e) => {
             set_errno(e);
@@ -249,7 +249,7 @@ pub unsafe extern "C" fn symlinkat(target: *const c_char, d: c_int, p: *const c_
 /// The program the loader was asked to run: from `/proc/self/cmdline`, which is
 /// `LOADER [--argv0 NAME] PROGRAM ARGS` for every program the shim or udocker starts. Its length
 /// in `out`. (glibc's link map names the main program "", so `dl_iterate_phdr` cannot tell.)
-fn main_program(out: &mut [u8; PATH_MAX]) -> Option<usize> {
+pub(super) fn main_program(out: &mut [u8; PATH_MAX]) -> Option<usize> {
     let mut buf = [0u8; 2 * PATH_MAX + 64];
     let n = raw::read_head(c"/proc/self/cmdline".as_ptr().cast(), &mut buf);
     if n <= 0 {

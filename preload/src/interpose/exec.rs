@@ -87,7 +87,83 @@ pub(super) unsafe fn prepare(
 ) -> Result<Image, c_int> {
     let cfg = config::get();
     // SAFETY: the caller's path.
-    let hp = unsafe { xlat(b"execve", AT_FDCWD, file, host) }?;
+    let mut hp = unsafe { xlat(b"execve", AT_FDCWD, file, host) }?;
+    // SAFETY: `hp` is NUL-terminated (the caller's path or `host`).
+    let hs = unsafe { cstr(hp) };
+    if hs.first() != Some(&b'/') {
+        // A relative name is the cwd's: made absolute, because the loader would search its
+        // library path for a name without `/` (ld.so(8)), and /proc/self/exe answers from the
+        // loader's first argument (`main_program`).
+        let mut cwd = [0u8; PATH_MAX];
+        let n = super::host_dir(AT_FDCWD, &mut cwd)?;
+        let mut joined = [0u8; PATH_MAX];
+        let m = path::concat(&mut joined, &[&cwd[..n], b"/", hs]).ok_or(ENAMETOOLONG)?;
+        host[..=m].copy_from_slice(&joined[..=m]);
+        hp = host.as_ptr().cast();
+    }
+    // The kernel's order (execve(2)): lookup, then EACCES for what is not a regular file or
+    // lacks execute permission, then the format (ENOEXEC).
+    let mut st = [0u8; 144];
+    // SAFETY: `hp` is NUL-terminated; `st` is a struct stat's size (x86_64: 144 bytes).
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_NEWFSTATAT,
+            raw::AT_FDCWD as usize,
+            hp as usize,
+            st.as_mut_ptr() as usize,
+            0,
+        )
+    };
+    let mut again = [0u8; PATH_MAX];
+    if r == -(ENOENT as isize) {
+        // SAFETY: `hp` is NUL-terminated.
+        if let Some(h2) = unsafe { super::retry_in_root(AT_FDCWD, hp, &mut again, true) } {
+            host.copy_from_slice(&again);
+            hp = host.as_ptr().cast();
+            let _ = h2;
+            // SAFETY: as above.
+            let r2 = unsafe {
+                raw::syscall(
+                    raw::SYS_NEWFSTATAT,
+                    raw::AT_FDCWD as usize,
+                    hp as usize,
+                    st.as_mut_ptr() as usize,
+                    0,
+                )
+            };
+            if r2 < 0 {
+                return Err(-r2 as c_int);
+            }
+        } else {
+            return Err(ENOENT);
+        }
+    } else if r < 0 {
+        return Err(-r as c_int);
+    }
+    // st_mode: a u32 at offset 24 of the x86_64 struct stat.
+    if u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000 != 0o100000 {
+        return Err(EACCES);
+    }
+    // SAFETY: `hp` is NUL-terminated; X_OK = 1.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_FACCESSAT,
+            raw::AT_FDCWD as usize,
+            hp as usize,
+            1,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(-r as c_int);
+    }
+    // The file itself, symlinks resolved: the loader is handed this, as the kernel records the
+    // resolved file as /proc/self/exe, and the loader takes $ORIGIN from the name it is given.
+    let mut canon = [0u8; PATH_MAX];
+    if let Some(n) = canonical(hp, &mut canon) {
+        host[..=n].copy_from_slice(&canon[..=n]);
+        hp = host.as_ptr().cast();
+    }
     let mut hdr = [0u8; 1024];
     let mut n = raw::read_head(hp.cast(), &mut hdr);
     if n < 0 {
@@ -107,19 +183,6 @@ pub(super) unsafe fn prepare(
         }
     }
     let hdr = &hdr[..n as usize];
-    // SAFETY: `hp` is NUL-terminated; X_OK = 1.
-    let r = unsafe {
-        raw::syscall(
-            raw::SYS_FACCESSAT,
-            raw::AT_FDCWD as usize,
-            hp as usize,
-            1,
-            0,
-        )
-    };
-    if r < 0 {
-        return Err(-r as c_int);
-    }
     let argc = count(argv);
     let envc = count(envp);
     // The preserved variables, FAKECHROOT=true, FAKECHROOT_VERSION, and FAKECHROOT_BASE again
@@ -193,10 +256,13 @@ pub(super) unsafe fn prepare(
             if dynamic && loader.is_some() {
                 via_loader(&mut av, interp_c);
                 img.file = loader.map_or(hi, |l| l.as_ptr().cast());
+                av.push(hi);
             } else {
+                // Run by the kernel: argv[0] is the interpreter as the `#!` line names it
+                // (binfmt_script), not its host path.
                 img.file = hi;
+                av.push(interp_c);
             }
-            av.push(hi);
             if let Some(a) = iarg {
                 path::concat(s2, &[a]).ok_or(ENAMETOOLONG)?;
                 av.push(s2.as_ptr().cast());
@@ -568,6 +634,187 @@ pub unsafe extern "C" fn execve(file: *const c_char, argv: Argv, envp: Argv) -> 
 pub unsafe extern "C" fn execv(file: *const c_char, argv: Argv) -> c_int {
     // SAFETY: forwarded.
     unsafe { do_execve(file, argv, environ()) }
+}
+
+const AT_SYMLINK_NOFOLLOW: c_int = 0x100;
+const AT_EMPTY_PATH: c_int = 0x1000;
+const ELOOP: c_int = 40;
+
+/// execveat(2) (glibc >= 2.34) and fexecve(3): the program a descriptor or a path under one
+/// names goes through `do_execve` like any other, so it runs on the container's loader; the
+/// kernel would otherwise start it with the host's loader named by its PT_INTERP.
+unsafe fn do_execveat(
+    dirfd: c_int,
+    file: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: c_int,
+) -> c_int {
+    let cfg = config::get();
+    if !cfg.active() || file.is_null() {
+        // SAFETY: the caller's arguments, unchanged (execveat(2) has 5).
+        let r = unsafe {
+            raw::syscall6(
+                raw::SYS_EXECVEAT,
+                [
+                    dirfd as isize as usize,
+                    file as usize,
+                    argv as usize,
+                    envp as usize,
+                    flags as usize,
+                    0,
+                ],
+            )
+        };
+        set_errno(-r as c_int);
+        return -1;
+    }
+    // SAFETY: a NUL-terminated path argument.
+    let g = unsafe { cstr(file) };
+    let mut host = [0u8; PATH_MAX];
+    let n = if g.is_empty() {
+        if flags & AT_EMPTY_PATH == 0 {
+            set_errno(ENOENT);
+            return -1;
+        }
+        // The file the descriptor is open on; a memfd or a deleted file has no path left, and
+        // is run as /proc/self/fd/N (the loader opens that before the exec closes the fd only
+        // when it is not close-on-exec, as with the kernel's own fexecve of a script).
+        match super::host_dir(dirfd, &mut host) {
+            Ok(n) if host[0] == b'/' && exists(&host[..n]) => n,
+            Ok(_) => match proc_fd_path(dirfd, &mut host) {
+                Some(n) => n,
+                None => {
+                    set_errno(ENAMETOOLONG);
+                    return -1;
+                }
+            },
+            Err(e) => {
+                set_errno(e);
+                return -1;
+            }
+        }
+    } else if g[0] == b'/' || dirfd == AT_FDCWD {
+        match path::concat(&mut host, &[g]) {
+            Some(n) => n,
+            None => {
+                set_errno(ENAMETOOLONG);
+                return -1;
+            }
+        }
+    } else {
+        let mut out = [0u8; PATH_MAX];
+        match super::resolve_relative(cfg, dirfd, g, &mut out, false) {
+            Ok(n) => {
+                host[..=n].copy_from_slice(&out[..=n]);
+                n
+            }
+            Err(e) => {
+                set_errno(e);
+                return -1;
+            }
+        }
+    };
+    if flags & AT_SYMLINK_NOFOLLOW != 0 && !g.is_empty() {
+        let mut hb = [0u8; PATH_MAX];
+        // SAFETY: `host` is NUL-terminated at `n`.
+        let q = match unsafe { xlat(b"execveat", AT_FDCWD, host.as_ptr().cast(), &mut hb) } {
+            Ok(q) => q,
+            Err(e) => {
+                set_errno(e);
+                return -1;
+            }
+        };
+        let mut st = [0u8; 144];
+        // SAFETY: `q` is NUL-terminated; `st` is a struct stat's size.
+        let r = unsafe {
+            raw::syscall(
+                raw::SYS_NEWFSTATAT,
+                raw::AT_FDCWD as usize,
+                q as usize,
+                st.as_mut_ptr() as usize,
+                AT_SYMLINK_NOFOLLOW as usize,
+            )
+        };
+        if r == 0 && u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000 == 0o120000 {
+            set_errno(ELOOP);
+            return -1;
+        }
+    }
+    let _ = n;
+    // SAFETY: `host` is a NUL-terminated path; the vectors are the caller's.
+    unsafe { do_execve(host.as_ptr().cast(), argv, envp) }
+}
+
+/// The path of the file `p` names, every symlink resolved (the kernel's own answer through
+/// /proc/self/fd), NUL-terminated in `out`; its length.
+fn canonical(p: *const c_char, out: &mut [u8; PATH_MAX]) -> Option<usize> {
+    const O_PATH_CLOEXEC: usize = 0o10000000 | 0o2000000;
+    // SAFETY: `p` is NUL-terminated.
+    let fd = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT,
+            raw::AT_FDCWD as usize,
+            p as usize,
+            O_PATH_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return None;
+    }
+    let r = super::host_dir(fd as c_int, out);
+    // SAFETY: our own descriptor.
+    unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+    let n = r.ok()?;
+    if n == 0 || n >= PATH_MAX || out[0] != b'/' {
+        return None;
+    }
+    out[n] = 0;
+    Some(n)
+}
+
+fn exists(host: &[u8]) -> bool {
+    let mut p = [0u8; PATH_MAX];
+    if path::concat(&mut p, &[host]).is_none() {
+        return false;
+    }
+    let mut st = [0u8; 144];
+    // SAFETY: `p` is NUL-terminated; `st` is a struct stat's size.
+    unsafe {
+        raw::syscall(
+            raw::SYS_NEWFSTATAT,
+            raw::AT_FDCWD as usize,
+            p.as_ptr() as usize,
+            st.as_mut_ptr() as usize,
+            AT_SYMLINK_NOFOLLOW as usize,
+        ) == 0
+    }
+}
+
+/// `/proc/self/fd/N`, NUL-terminated in `out`; its length.
+fn proc_fd_path(fd: c_int, out: &mut [u8; PATH_MAX]) -> Option<usize> {
+    let mut digits = [0u8; 12];
+    let digits = path::decimal(fd as u32, &mut digits);
+    path::concat(out, &[b"/proc/self/fd/", digits])
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn execveat(
+    dirfd: c_int,
+    file: *const c_char,
+    argv: Argv,
+    envp: Argv,
+    flags: c_int,
+) -> c_int {
+    // SAFETY: forwarded.
+    unsafe { do_execveat(dirfd, file, argv, envp, flags) }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
+    // SAFETY: forwarded; "" with AT_EMPTY_PATH is the descriptor itself (fexecve(3)).
+    unsafe { do_execveat(fd, c"".as_ptr(), argv, envp, AT_EMPTY_PATH) }
 }
 
 /// Run `file` (not an executable format) with the container's `/bin/sh`, as execvp does.

@@ -34,6 +34,12 @@ unsafe fn guest_link_size(d: c_int, q: *const c_char, b: Ptr, kind: Layout) {
     if u32::from(mode) & 0o170000 != 0o120000 {
         return;
     }
+    // SAFETY: as above; st_size/stx_size is an 8-byte field at `size_off`.
+    let size = unsafe { b.cast::<u8>().add(size_off).cast::<u64>().read_unaligned() };
+    if size == 0 {
+        // A magic link of /proc (proc(5)): its size is 0 whatever it points to.
+        return;
+    }
     let mut link = [0u8; PATH_MAX];
     // SAFETY: `q` is NUL-terminated; `link` is PATH_MAX bytes.
     let r = unsafe {
@@ -67,7 +73,7 @@ macro_rules! wrap_lstat {
         pub unsafe extern "C" fn $name($($a: $t),*) -> c_int {
             let mut buf = [0u8; PATH_MAX];
             // SAFETY: `$p` is the caller's path argument.
-            let q = match unsafe { super::xlat(stringify!($name).as_bytes(), $dfd, $p, &mut buf) } {
+            let q = match unsafe { super::xlat_f(stringify!($name).as_bytes(), $dfd, $p, &mut buf, !($nf)) } {
                 Ok(q) => q,
                 Err(e) => {
                     crate::real::set_errno(e);
@@ -80,7 +86,20 @@ macro_rules! wrap_lstat {
             };
             let $p = q;
             // SAFETY: libc's own function with the caller's arguments (the path translated).
-            let r = unsafe { f($($a),*) };
+            let mut r = unsafe { f($($a),*) };
+            let mut q = q;
+            let mut b2 = [0u8; PATH_MAX];
+            if r != 0 && crate::real::get_errno() == super::ENOENT {
+                // SAFETY: `q` is the path libc was given.
+                if let Some(q2) = unsafe { super::retry_in_root($dfd, q, &mut b2, !($nf)) } {
+                    let $p = q2;
+                    q = q2;
+                    // SAFETY: as above, on the path resolved inside the root.
+                    r = unsafe { f($($a),*) };
+                } else {
+                    crate::real::set_errno(super::ENOENT);
+                }
+            }
             if r == 0 && $nf {
                 // SAFETY: `q` is the path libc was given; `$b` the struct it filled.
                 unsafe { guest_link_size($dfd, q, $b, Layout::$kind) };
@@ -96,20 +115,20 @@ type Ptr = *mut c_void;
 const NULL: Ptr = core::ptr::null_mut();
 
 // open
-wrap!(open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__open_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__open64_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(openat(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(openat64(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(__openat_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(__openat64_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__open_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__open64_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(openat(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry);
+wrap!(openat64(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry);
+wrap!(__openat_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
+wrap!(__openat64_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
 wrap!(creat(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(creat64(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(fopen(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
-wrap!(fopen64(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
+wrap!(fopen(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL, retry);
+wrap!(fopen64(p: *const c_char, m: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL, retry);
 wrap!(freopen(p: *const c_char, m: *const c_char, f: Ptr) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
 wrap!(freopen64(p: *const c_char, m: *const c_char, f: Ptr) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
 wrap!(truncate(p: *const c_char, len: c_long) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
@@ -122,10 +141,10 @@ wrap!(__xmknod(v: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, pat
 wrap!(__xmknodat(v: c_int, d: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
 
 // stat: the glibc >= 2.33 names, the older __xstat family, statx
-wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 // The calls that can report a symlink itself (lstat, AT_SYMLINK_NOFOLLOW) give its size as
 // readlink will: the length of the narrowed target (spec §5 symlink.t: "readlink size equals
 // lstat size"; programs size their readlink buffer from st_size).
@@ -138,16 +157,16 @@ wrap_lstat!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, 
 wrap_lstat!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
 wrap_lstat!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
 wrap_lstat!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Statx);
-wrap!(statfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(statfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(statvfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(statvfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(statfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(statfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(statvfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(statvfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 
 // access
-wrap!(access(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(eaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(euidaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(faccessat(d: c_int, p: *const c_char, m: c_int, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
+wrap!(access(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(eaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(euidaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(faccessat(d: c_int, p: *const c_char, m: c_int, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
 wrap!(pathconf(p: *const c_char, n: c_int) -> c_long, path = p, dirfd = AT_FDCWD, fail = -1);
 
 // metadata
@@ -162,11 +181,11 @@ wrap!(utimes(p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fai
 wrap!(lutimes(p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(futimesat(d: c_int, p: *const c_char, t: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
 wrap!(utimensat(d: c_int, p: *const c_char, t: Ptr, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1);
-wrap!(getxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(getxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(lgetxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(setxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize, f: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(lsetxattr(p: *const c_char, n: *const c_char, v: Ptr, s: usize, f: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
-wrap!(listxattr(p: *const c_char, l: *mut c_char, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(listxattr(p: *const c_char, l: *mut c_char, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(llistxattr(p: *const c_char, l: *mut c_char, s: usize) -> isize, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(removexattr(p: *const c_char, n: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(lremovexattr(p: *const c_char, n: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
@@ -185,9 +204,9 @@ wrap2!(link(a: *const c_char, b: *const c_char) -> c_int, path = (a, AT_FDCWD), 
 wrap2!(linkat(da: c_int, a: *const c_char, db: c_int, b: *const c_char, fl: c_int) -> c_int, path = (a, da), path2 = (b, db));
 
 // directories and the loader
-wrap!(opendir(p: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
-wrap!(__opendir2(p: *const c_char, fl: c_int) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL);
-wrap!(chdir(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
+wrap!(opendir(p: *const c_char) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL, retry);
+wrap!(__opendir2(p: *const c_char, fl: c_int) -> Ptr, path = p, dirfd = AT_FDCWD, fail = NULL, retry);
+wrap!(chdir(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(inotify_add_watch(fd: c_int, p: *const c_char, m: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 wrap!(acct(p: *const c_char) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
 

@@ -52,17 +52,8 @@ pub(super) fn host_dir(dirfd: c_int, out: &mut [u8; PATH_MAX]) -> Result<usize, 
     }
     let mut link = [0u8; 64];
     let mut digits = [0u8; 12];
-    let mut d = digits.len();
-    let mut v = dirfd as u32;
-    loop {
-        d -= 1;
-        digits[d] = b'0' + (v % 10) as u8;
-        v /= 10;
-        if v == 0 || d == 0 {
-            break;
-        }
-    }
-    path::concat(&mut link, &[b"/proc/self/fd/", &digits[d..]]).ok_or(EINVAL)?;
+    let digits = path::decimal(dirfd as u32, &mut digits);
+    path::concat(&mut link, &[b"/proc/self/fd/", digits]).ok_or(EINVAL)?;
     // SAFETY: `link` is NUL-terminated, `out` is PATH_MAX bytes.
     let r = unsafe {
         raw::syscall(
@@ -87,6 +78,19 @@ pub unsafe fn xlat(
     p: *const c_char,
     buf: &mut [u8; PATH_MAX],
 ) -> Result<*const c_char, c_int> {
+    // SAFETY: forwarded.
+    unsafe { xlat_f(what, dirfd, p, buf, true) }
+}
+
+/// `xlat` for a call that follows (`follow`) or does not follow a final symlink: only a
+/// following call sees /proc/self/exe as the program itself.
+pub unsafe fn xlat_f(
+    what: &[u8],
+    dirfd: c_int,
+    p: *const c_char,
+    buf: &mut [u8; PATH_MAX],
+    follow: bool,
+) -> Result<*const c_char, c_int> {
     if p.is_null() {
         return Ok(p);
     }
@@ -99,10 +103,18 @@ pub unsafe fn xlat(
     if g.is_empty() {
         return Ok(p);
     }
+    // The kernel refuses a path of PATH_MAX bytes or more before looking at it (path_resolution(7));
+    // the translated one may be shorter once `.` and `..` are gone, so check the guest's.
+    if g.len() >= PATH_MAX {
+        return Err(ENAMETOOLONG);
+    }
     let m = if g[0] == b'/' {
         let mut abs = [0u8; PATH_MAX];
         let n = path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?;
-        path::expand(&cfg.view(), &abs[..n], buf).ok_or(ENAMETOOLONG)?
+        match proc_self(cfg, &abs[..n], follow, buf)? {
+            Some(m) => m,
+            None => path::expand(&cfg.view(), &abs[..n], buf).ok_or(ENAMETOOLONG)?,
+        }
     } else if !path::has_dotdot(g) {
         // The host cwd (or dirfd) is the host path of the guest one: the kernel can resolve it.
         return Ok(p);
@@ -111,6 +123,139 @@ pub unsafe fn xlat(
     };
     debug(what, g, &buf[..m]);
     Ok(buf.as_ptr().cast())
+}
+
+/// This process's own magic links seen from the container (proc(5)): `/proc/self/root` (also
+/// `thread-self` and the own pid) is the container root, and `/proc/self/exe`, for a call that
+/// follows it, is the program rather than the loader F1-F4 run it with. The host path in `out`
+/// and its length; `None` for every other path.
+fn proc_self(
+    cfg: &config::Config,
+    abs: &[u8],
+    follow: bool,
+    out: &mut [u8; PATH_MAX],
+) -> Result<Option<usize>, c_int> {
+    let Some(rest) = abs.strip_prefix(b"/proc/") else {
+        return Ok(None);
+    };
+    let end = rest.iter().position(|&b| b == b'/').unwrap_or(rest.len());
+    let (who, rest) = rest.split_at(end);
+    if who != b"self" && who != b"thread-self" {
+        let mut digits = [0u8; 12];
+        // SAFETY: getpid(2) takes no argument and cannot fail.
+        let pid = unsafe { raw::syscall(raw::SYS_GETPID, 0, 0, 0, 0) } as u32;
+        if who != path::decimal(pid, &mut digits) {
+            return Ok(None);
+        }
+    }
+    if let Some(g) = path::strip_component_prefix(b"/root", rest) {
+        if g.is_empty() && !follow {
+            // The link itself (readlink, lstat): the kernel's answer, narrowed by the caller.
+            return Ok(None);
+        }
+        let g: &[u8] = if g.is_empty() { b"/" } else { g };
+        return path::expand(&cfg.view(), g, out)
+            .map(Some)
+            .ok_or(ENAMETOOLONG);
+    }
+    if follow && (rest == b"/exe" || rest == b"/exe/") && cfg.loader().is_some() {
+        if let Some(n) = cwd::main_program(out) {
+            out[n] = 0;
+            return Ok(Some(n));
+        }
+    }
+    Ok(None)
+}
+
+/// The second try of a call that failed with ENOENT on host path `q` (relative to `dirfd`):
+/// the kernel followed a relative symlink whose `..` climbed above the container root, which
+/// a chroot(2) stops at `/` (path_resolution(7)). The path is resolved again by the kernel
+/// with ROOT as its root (openat2(2) RESOLVE_IN_ROOT, Linux 5.6; `..` and absolute links stay
+/// inside) and, when that finds it, its host path is written to `buf` for the retry. Costs one
+/// more system call on a miss, nothing on a hit.
+pub unsafe fn retry_in_root(
+    dirfd: c_int,
+    q: *const c_char,
+    buf: &mut [u8; PATH_MAX],
+    follow: bool,
+) -> Option<*const c_char> {
+    let cfg = config::get();
+    if q.is_null() || !cfg.active() {
+        return None;
+    }
+    // SAFETY: a NUL-terminated path (the caller's or a translation buffer).
+    let h = unsafe { cstr(q) };
+    if h.is_empty() {
+        // "" names the descriptor itself (AT_EMPTY_PATH) or nothing: no path to walk.
+        return None;
+    }
+    let mut abs = [0u8; PATH_MAX];
+    let h: &[u8] = if h.first() == Some(&b'/') {
+        h
+    } else {
+        let mut d = [0u8; PATH_MAX];
+        let n = host_dir(dirfd, &mut d).ok()?;
+        let n = path::concat(&mut abs, &[&d[..n], b"/", h])?;
+        &abs[..n]
+    };
+    let view = cfg.view();
+    let rel = path::strip_component_prefix(view.base, h)?;
+    let rel = rel.strip_prefix(b"/").unwrap_or(rel);
+    if rel.is_empty() {
+        return None;
+    }
+    let mut relc = [0u8; PATH_MAX];
+    path::concat(&mut relc, &[rel])?;
+    const O_PATH: usize = 0o10000000;
+    const O_NOFOLLOW: usize = 0o400000;
+    const O_DIRECTORY: usize = 0o200000;
+    const O_CLOEXEC: usize = 0o2000000;
+    const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+    const RESOLVE_IN_ROOT: u64 = 0x10;
+    let base = cfg.base_c();
+    // SAFETY: `base` is NUL-terminated.
+    let rootfd = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT,
+            raw::AT_FDCWD as usize,
+            base.as_ptr() as usize,
+            O_PATH | O_DIRECTORY | O_CLOEXEC,
+            0,
+        )
+    };
+    if rootfd < 0 {
+        return None;
+    }
+    // struct open_how { u64 flags, mode, resolve } (openat2(2)).
+    let how: [u64; 3] = [
+        (O_PATH | O_CLOEXEC | if follow { 0 } else { O_NOFOLLOW }) as u64,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    ];
+    // SAFETY: `relc` is NUL-terminated; `how` is a 24-byte struct open_how.
+    let fd = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT2,
+            rootfd as usize,
+            relc.as_ptr() as usize,
+            how.as_ptr() as usize,
+            24,
+        )
+    };
+    // SAFETY: our own descriptor.
+    unsafe { raw::syscall(raw::SYS_CLOSE, rootfd as usize, 0, 0, 0) };
+    if fd < 0 {
+        return None;
+    }
+    let r = host_dir(fd as c_int, buf);
+    // SAFETY: our own descriptor.
+    unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+    let n = r.ok()?;
+    if n >= PATH_MAX || buf[..n] == *h {
+        return None;
+    }
+    buf[n] = 0;
+    Some(buf.as_ptr().cast())
 }
 
 /// The host path of the relative guest path `g` under `dirfd`, NUL-terminated in `out`; its
@@ -198,6 +343,37 @@ macro_rules! wrap {
                     $fail
                 }
             }
+        }
+    };
+    // `retry`: a call that only looks a path up gets a second try on ENOENT (`retry_in_root`).
+    ($name:ident ( $($a:ident : $t:ty),* ) -> $ret:ty, path = $p:ident, dirfd = $dfd:expr, fail = $fail:expr, retry) => {
+        #[no_mangle]
+        pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            let mut buf = [0u8; $crate::path::PATH_MAX];
+            // SAFETY: `$p` is the caller's path argument.
+            let $p = match unsafe { $crate::interpose::xlat(stringify!($name).as_bytes(), $dfd, $p, &mut buf) } {
+                Ok(p) => p,
+                Err(e) => {
+                    $crate::real::set_errno(e);
+                    return $fail;
+                }
+            };
+            let Some(f) = $crate::real::real!(stringify!($name), unsafe extern "C" fn($($t),*) -> $ret) else {
+                $crate::real::set_errno($crate::interpose::ENOSYS);
+                return $fail;
+            };
+            // SAFETY: libc's own function with the caller's arguments.
+            let r = unsafe { f($($a),*) };
+            if r == $fail && $crate::real::get_errno() == $crate::interpose::ENOENT {
+                let mut b2 = [0u8; $crate::path::PATH_MAX];
+                // SAFETY: `$p` is the path libc was given.
+                if let Some($p) = unsafe { $crate::interpose::retry_in_root($dfd, $p, &mut b2, true) } {
+                    // SAFETY: as above, on the path resolved inside the root.
+                    return unsafe { f($($a),*) };
+                }
+                $crate::real::set_errno($crate::interpose::ENOENT);
+            }
+            r
         }
     };
 }
