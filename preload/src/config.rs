@@ -32,6 +32,8 @@ pub const PRESERVED: &[&[u8]] = &[
 ];
 
 const ENV_MAX: usize = 32 * 1024;
+/// Exclusions and volume mappings kept (udocker sets about ten; each volume is one mapping).
+const RULES: usize = 128;
 
 /// udocker's own variable: the container root, kept for the children of a chroot inside it
 /// (see `jail_view`). Preserved across exec like the others.
@@ -47,6 +49,11 @@ pub struct Config {
     exclude_len: usize,
     dir_map: [u8; 2 * PATH_MAX],
     dir_map_len: usize,
+    /// `exclude` and `dir_map` split once (`path::split_*`): slices of the two buffers above.
+    ex: [&'static [u8]; RULES],
+    nex: usize,
+    dm: [(&'static [u8], &'static [u8]); RULES],
+    ndm: usize,
     loader: [u8; PATH_MAX],
     loader_len: usize,
     argv0_opt: [u8; 64],
@@ -74,6 +81,10 @@ static CFG: Cell = Cell(UnsafeCell::new(Config {
     exclude_len: 0,
     dir_map: [0; 2 * PATH_MAX],
     dir_map_len: 0,
+    ex: [b""; RULES],
+    nex: 0,
+    dm: [(b"", b""); RULES],
+    ndm: 0,
     loader: [0; PATH_MAX],
     loader_len: 0,
     argv0_opt: [0; 64],
@@ -122,6 +133,16 @@ fn load(c: &mut Config) {
     c.jail_len = copy_into(&mut c.jail, jail);
     c.exclude_len = copy_into(&mut c.exclude, var(b"FAKECHROOT_EXCLUDE_PATH"));
     c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
+    // SAFETY: `c` is the static CFG (never moved), and its buffers are not written again once
+    // STATE is 2, so slices of them live as long as the library.
+    let (ex, dm): (&'static [u8], &'static [u8]) = unsafe {
+        (
+            core::slice::from_raw_parts(c.exclude.as_ptr(), c.exclude_len),
+            core::slice::from_raw_parts(c.dir_map.as_ptr(), c.dir_map_len),
+        )
+    };
+    c.nex = crate::path::split_exclude(ex, &mut c.ex);
+    c.ndm = crate::path::split_dir_map(dm, &mut c.dm);
     c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
     c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
     c.patcher_len = copy_into(&mut c.patcher, var(b"FAKECHROOT_PATCH_PATCHELF"));
@@ -239,8 +260,8 @@ impl Config {
     pub fn view(&self) -> View<'_> {
         View {
             base: self.root(),
-            exclude: &self.exclude[..self.exclude_len],
-            dir_map: &self.dir_map[..self.dir_map_len],
+            exclude: &self.ex[..self.nex],
+            dir_map: &self.dm[..self.ndm],
         }
     }
 
@@ -269,6 +290,17 @@ impl Config {
     pub fn chroot_env(&self) -> Option<Option<&[u8]>> {
         let (i, len) = current()?;
         Some((len > 0).then(|| slot(i, KEY.len() + len + 1)))
+    }
+
+    /// FAKECHROOT_BASE as this process started with it (a nested root when a parent chrooted),
+    /// NUL-terminated: the root while `chrooted()` is false.
+    pub fn start_root_c(&self) -> &[u8] {
+        &self.base[..=self.base_len]
+    }
+
+    /// Whether a chroot inside the container moved the root.
+    pub fn chrooted(&self) -> bool {
+        current().is_some()
     }
 
     pub fn active(&self) -> bool {
@@ -325,6 +357,8 @@ impl Config {
 static INIT: extern "C" fn() = {
     extern "C" fn init() {
         get();
+        // The root descriptor now, not in a vfork child later (interpose/rootfd.rs).
+        crate::interpose::rootfd::get();
     }
     init
 };

@@ -9,10 +9,38 @@ pub const PATH_MAX: usize = 4096;
 pub struct View<'a> {
     /// `FAKECHROOT_BASE`: the host path of the container root, no trailing `/`.
     pub base: &'a [u8],
-    /// `FAKECHROOT_EXCLUDE_PATH`: `:`-separated host-passthrough prefixes.
-    pub exclude: &'a [u8],
-    /// `FAKECHROOT_DIR_MAP`: `:`-separated `host!guest` pairs.
-    pub dir_map: &'a [u8],
+    /// `FAKECHROOT_EXCLUDE_PATH`: host-passthrough prefixes (`split_exclude`).
+    pub exclude: &'a [&'a [u8]],
+    /// `FAKECHROOT_DIR_MAP`: `(host, guest)` pairs (`split_dir_map`).
+    pub dir_map: &'a [(&'a [u8], &'a [u8])],
+}
+
+/// The entries of `FAKECHROOT_EXCLUDE_PATH` (`:`-separated) into `out`, empty ones dropped;
+/// their number. Split once when the configuration is read, not on every call (every path a
+/// program names is checked against them).
+pub fn split_exclude<'a>(s: &'a [u8], out: &mut [&'a [u8]]) -> usize {
+    let mut n = 0;
+    for e in s.split(|&b| b == b':').filter(|e| !e.is_empty()) {
+        if n == out.len() {
+            break;
+        }
+        out[n] = e;
+        n += 1;
+    }
+    n
+}
+
+/// The `host!guest` pairs of `FAKECHROOT_DIR_MAP` (`:`-separated) into `out`; their number.
+pub fn split_dir_map<'a>(s: &'a [u8], out: &mut [(&'a [u8], &'a [u8])]) -> usize {
+    let mut n = 0;
+    for e in dir_map_entries(s) {
+        if n == out.len() {
+            break;
+        }
+        out[n] = e;
+        n += 1;
+    }
+    n
 }
 
 /// `rest` when `prefix` is a whole-component prefix of `path` (`/dev` matches `/dev` and
@@ -68,6 +96,26 @@ pub fn has_dotdot(p: &[u8]) -> bool {
     p.split(|&b| b == b'/').any(|c| c == b"..")
 }
 
+/// True when `normalize` would return the path unchanged: no empty, `.` or `..` component
+/// (a trailing `/` is kept by both). One pass, no copy: the common case of every call.
+pub fn is_clean(p: &[u8]) -> bool {
+    let mut i = 0;
+    while i < p.len() {
+        if p[i] == b'/' {
+            let c = &p[i + 1..];
+            let end = c.iter().position(|&b| b == b'/').unwrap_or(c.len());
+            let comp = &c[..end];
+            if (comp.is_empty() && end < c.len()) || comp == b"." || comp == b".." {
+                return false;
+            }
+            i += 1 + end;
+        } else {
+            i += 1;
+        }
+    }
+    true
+}
+
 /// Lexical normalisation of an absolute path (`dedotdot`): `.`, `..` and `//` removed, `..` at
 /// `/` stays at `/`. A trailing `/` (or a final `.`/`..`) is kept as a trailing `/`, so that
 /// "must be a directory" still reaches the kernel.
@@ -118,13 +166,13 @@ pub fn expand(v: &View<'_>, guest: &[u8], out: &mut [u8]) -> Option<usize> {
         return concat(out, &[guest]);
     }
     if v.exclude
-        .split(|&b| b == b':')
+        .iter()
         .any(|e| strip_component_prefix(e, guest).is_some())
     {
         return concat(out, &[guest]);
     }
     let mut best: Option<(&[u8], &[u8])> = None;
-    for (h, g) in dir_map_entries(v.dir_map) {
+    for &(h, g) in v.dir_map {
         if let Some(rest) = strip_component_prefix(g, guest) {
             if best.is_none_or(|(_, r)| rest.len() < r.len()) {
                 best = Some((h, rest));
@@ -180,7 +228,7 @@ pub fn library_path(
 /// (outside the root and every volume).
 pub fn narrow(v: &View<'_>, host: &[u8], out: &mut [u8]) -> Option<usize> {
     let mut best: Option<(&[u8], &[u8])> = None;
-    for (h, g) in dir_map_entries(v.dir_map) {
+    for &(h, g) in v.dir_map {
         if let Some(rest) = strip_component_prefix(h, host) {
             if best.is_none_or(|(_, r)| rest.len() < r.len()) {
                 best = Some((g, rest));
@@ -299,14 +347,40 @@ mod tests {
 
     const V: View<'static> = View {
         base: b"/c/ROOT",
-        exclude: b"/dev:/proc:/sys:/etc/resolv.conf",
-        dir_map: b"/host/data!/data:/srv/x!/mnt/deep/x",
+        exclude: &[b"/dev", b"/proc", b"/sys", b"/etc/resolv.conf"],
+        dir_map: &[(b"/host/data", b"/data"), (b"/srv/x", b"/mnt/deep/x")],
     };
 
     fn norm(p: &str) -> String {
         let mut o = [0u8; PATH_MAX];
         let n = normalize(p.as_bytes(), &mut o);
         s(&o, n)
+    }
+
+    #[test]
+    fn clean_paths_skip_normalisation() {
+        for p in ["/", "/a", "/a/b/", "/a/.b/c..", "/a/b/c"] {
+            assert!(is_clean(p.as_bytes()), "{p}");
+            assert_eq!(norm(p), p);
+        }
+        for p in [
+            "//a", "/a//b", "/a/./b", "/a/..", "/a/../b", "/.", "/a/b/.", "/a/b//",
+        ] {
+            assert!(!is_clean(p.as_bytes()), "{p}");
+        }
+    }
+
+    #[test]
+    fn rules_are_split_once() {
+        let mut ex = [&b""[..]; 3];
+        assert_eq!(split_exclude(b"/dev::/proc:/sys:/x", &mut ex), 3);
+        assert_eq!(ex, [&b"/dev"[..], b"/proc", b"/sys"]);
+        let mut dm = [(&b""[..], &b""[..]); 4];
+        assert_eq!(split_dir_map(b"/h!/g:bad:/a!/b", &mut dm), 2);
+        assert_eq!(
+            dm[..2],
+            [(&b"/h"[..], &b"/g"[..]), (&b"/a"[..], &b"/b"[..])]
+        );
     }
 
     #[test]

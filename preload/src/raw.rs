@@ -24,6 +24,7 @@ pub const SYS_GETCWD: usize = 79;
 pub const SYS_EXIT_GROUP: usize = 231;
 pub const SYS_OPENAT: usize = 257;
 pub const SYS_OPENAT2: usize = 437;
+pub const SYS_PRLIMIT64: usize = 302;
 pub const SYS_NEWFSTATAT: usize = 262;
 pub const SYS_READLINKAT: usize = 267;
 pub const SYS_FACCESSAT: usize = 269;

@@ -68,9 +68,26 @@ unsafe fn guest_link_size(d: c_int, q: *const c_char, b: Ptr, kind: Layout) {
 
 /// A stat wrapper that may report a symlink (see `guest_link_size`).
 macro_rules! wrap_lstat {
-    ($name:ident ( $($a:ident : $t:ty),* ), path = $p:ident, buf = $b:ident, dirfd = $dfd:expr, nofollow = $nf:expr, kind = $kind:ident) => {
+    ($name:ident ( $($a:ident : $t:ty),* ), path = $p:ident, buf = $b:ident, dirfd = $dfd:expr, nofollow = $nf:expr, kind = $kind:ident, fast = |$fd:ident, $rel:ident| $e:expr) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> c_int {
+            // SAFETY: the caller's path; the closure makes one system call on it.
+            match unsafe { super::rootfd::run($p, |$fd, $rel| $e) } {
+                super::rootfd::Fast::Done(r, fd, rel) => {
+                    if r >= 0 {
+                        if $nf {
+                            // SAFETY: `rel` under `fd` is the path the kernel was given.
+                            unsafe { guest_link_size(fd, rel, $b, Layout::$kind) };
+                        }
+                        return 0;
+                    }
+                    if !super::rootfd::enoent_needs_retry(r, fd, rel, !($nf)) {
+                        crate::real::set_errno(-r as c_int);
+                        return -1;
+                    }
+                }
+                super::rootfd::Fast::No => {}
+            }
             let mut buf = [0u8; PATH_MAX];
             // SAFETY: `$p` is the caller's path argument.
             let q = match unsafe { super::xlat_f(stringify!($name).as_bytes(), $dfd, $p, &mut buf, !($nf)) } {
@@ -111,18 +128,130 @@ macro_rules! wrap_lstat {
 
 use core::ffi::{c_char, c_int, c_long, c_uint, c_ulong, c_void};
 
+// The fast calls (`rootfd`): on x86_64 the kernel's struct stat and struct statx are the ones
+// glibc and musl hand to programs (stat(2), statx(2)), so the system call fills the caller's
+// buffer exactly as libc would.
+const SYS_STATX: usize = 332;
+
+fn sys_fstatat(fd: c_int, rel: *const c_char, b: Ptr, fl: c_int) -> isize {
+    // SAFETY: a NUL-terminated path and the caller's struct stat.
+    unsafe {
+        raw::syscall(
+            raw::SYS_NEWFSTATAT,
+            fd as usize,
+            rel as usize,
+            b as usize,
+            fl as usize,
+        )
+    }
+}
+
+/// `__xstat` and friends: version 0 (_STAT_VER_KERNEL) and 1 (_STAT_VER_LINUX) are the
+/// kernel's struct on x86_64; any other goes through libc.
+fn xstat_ver(v: c_int, fd: c_int, rel: *const c_char, b: Ptr, fl: c_int) -> isize {
+    if v == 0 || v == 1 {
+        sys_fstatat(fd, rel, b, fl)
+    } else {
+        super::rootfd::NOFAST
+    }
+}
+
+fn sys_statx(fd: c_int, rel: *const c_char, fl: c_int, mask: c_uint, b: Ptr) -> isize {
+    // SAFETY: a NUL-terminated path and the caller's struct statx.
+    unsafe {
+        raw::syscall6(
+            SYS_STATX,
+            [
+                fd as usize,
+                rel as usize,
+                fl as usize,
+                mask as usize,
+                b as usize,
+                0,
+            ],
+        )
+    }
+}
+
+/// faccessat(2) has no flags; with flags libc emulates or uses faccessat2: leave those to it.
+fn sys_faccessat(fd: c_int, rel: *const c_char, m: c_int, fl: c_int) -> isize {
+    if fl != 0 {
+        return super::rootfd::NOFAST;
+    }
+    // SAFETY: a NUL-terminated path.
+    unsafe { raw::syscall(raw::SYS_FACCESSAT, fd as usize, rel as usize, m as usize, 0) }
+}
+
+fn sys_openat(fd: c_int, rel: *const c_char, flags: c_int, mode: c_uint) -> isize {
+    // SAFETY: a NUL-terminated path; the flags and mode are the caller's.
+    unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT,
+            fd as usize,
+            rel as usize,
+            flags as usize,
+            mode as usize,
+        )
+    }
+}
+
+/// close(2), dup2(2), dup3(2): a program that closes or replaces the root descriptor makes the
+/// shim forget it (`rootfd`), then libc does what was asked.
+#[no_mangle]
+pub unsafe extern "C" fn close(fd: c_int) -> c_int {
+    super::rootfd::forget(fd);
+    match crate::real::real!("close", unsafe extern "C" fn(c_int) -> c_int) {
+        // SAFETY: libc's close with the caller's argument.
+        Some(f) => unsafe { f(fd) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
+    if old != new {
+        super::rootfd::forget(new);
+    }
+    match crate::real::real!("dup2", unsafe extern "C" fn(c_int, c_int) -> c_int) {
+        // SAFETY: libc's dup2 with the caller's arguments.
+        Some(f) => unsafe { f(old, new) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn dup3(old: c_int, new: c_int, flags: c_int) -> c_int {
+    if old != new {
+        super::rootfd::forget(new);
+    }
+    match crate::real::real!("dup3", unsafe extern "C" fn(c_int, c_int, c_int) -> c_int) {
+        // SAFETY: libc's dup3 with the caller's arguments.
+        Some(f) => unsafe { f(old, new, flags) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}
+
 type Ptr = *mut c_void;
 const NULL: Ptr = core::ptr::null_mut();
 
 // open
-wrap!(open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| sys_openat(fd, rel, flags, mode));
+wrap!(open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| sys_openat(fd, rel, flags, mode));
 wrap!(__open(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(__open64(p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(__open_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(__open64_2(p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(openat(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry);
-wrap!(openat64(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry);
+wrap!(openat(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry, fast = |fd, rel| sys_openat(fd, rel, flags, mode));
+wrap!(openat64(d: c_int, p: *const c_char, flags: c_int, mode: c_uint) -> c_int, path = p, dirfd = d, fail = -1, retry, fast = |fd, rel| sys_openat(fd, rel, flags, mode));
 wrap!(__openat_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
 wrap!(__openat64_2(d: c_int, p: *const c_char, flags: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
 wrap!(creat(p: *const c_char, mode: c_uint) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1);
@@ -141,32 +270,32 @@ wrap!(__xmknod(v: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, pat
 wrap!(__xmknodat(v: c_int, d: c_int, p: *const c_char, mode: c_uint, dev: Ptr) -> c_int, path = p, dirfd = d, fail = -1);
 
 // stat: the glibc >= 2.33 names, the older __xstat family, statx
-wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(stat(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| sys_fstatat(fd, rel, b, 0));
+wrap!(stat64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| sys_fstatat(fd, rel, b, 0));
+wrap!(__xstat(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| xstat_ver(v, fd, rel, b, 0));
+wrap!(__xstat64(v: c_int, p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| xstat_ver(v, fd, rel, b, 0));
 // The calls that can report a symlink itself (lstat, AT_SYMLINK_NOFOLLOW) give its size as
 // readlink will: the length of the narrowed target (spec §5 symlink.t: "readlink size equals
 // lstat size"; programs size their readlink buffer from st_size).
-wrap_lstat!(lstat(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
-wrap_lstat!(lstat64(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
-wrap_lstat!(__lxstat(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
-wrap_lstat!(__lxstat64(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat);
-wrap_lstat!(fstatat(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
-wrap_lstat!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
-wrap_lstat!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
-wrap_lstat!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat);
-wrap_lstat!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Statx);
+wrap_lstat!(lstat(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat, fast = |fd, rel| sys_fstatat(fd, rel, b, AT_SYMLINK_NOFOLLOW));
+wrap_lstat!(lstat64(p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat, fast = |fd, rel| sys_fstatat(fd, rel, b, AT_SYMLINK_NOFOLLOW));
+wrap_lstat!(__lxstat(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat, fast = |fd, rel| xstat_ver(v, fd, rel, b, AT_SYMLINK_NOFOLLOW));
+wrap_lstat!(__lxstat64(v: c_int, p: *const c_char, b: Ptr), path = p, buf = b, dirfd = AT_FDCWD, nofollow = true, kind = Stat, fast = |fd, rel| xstat_ver(v, fd, rel, b, AT_SYMLINK_NOFOLLOW));
+wrap_lstat!(fstatat(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat, fast = |fd, rel| sys_fstatat(fd, rel, b, fl));
+wrap_lstat!(fstatat64(d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat, fast = |fd, rel| sys_fstatat(fd, rel, b, fl));
+wrap_lstat!(__fxstatat(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat, fast = |fd, rel| xstat_ver(v, fd, rel, b, fl));
+wrap_lstat!(__fxstatat64(v: c_int, d: c_int, p: *const c_char, b: Ptr, fl: c_int), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Stat, fast = |fd, rel| xstat_ver(v, fd, rel, b, fl));
+wrap_lstat!(statx(d: c_int, p: *const c_char, fl: c_int, mask: c_uint, b: Ptr), path = p, buf = b, dirfd = d, nofollow = fl & AT_SYMLINK_NOFOLLOW != 0, kind = Statx, fast = |fd, rel| sys_statx(fd, rel, fl, mask, b));
 wrap!(statfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(statfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(statvfs(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(statvfs64(p: *const c_char, b: Ptr) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 
 // access
-wrap!(access(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
+wrap!(access(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry, fast = |fd, rel| sys_faccessat(fd, rel, m, 0));
 wrap!(eaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
 wrap!(euidaccess(p: *const c_char, m: c_int) -> c_int, path = p, dirfd = AT_FDCWD, fail = -1, retry);
-wrap!(faccessat(d: c_int, p: *const c_char, m: c_int, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry);
+wrap!(faccessat(d: c_int, p: *const c_char, m: c_int, fl: c_int) -> c_int, path = p, dirfd = d, fail = -1, retry, fast = |fd, rel| sys_faccessat(fd, rel, m, fl));
 wrap!(pathconf(p: *const c_char, n: c_int) -> c_long, path = p, dirfd = AT_FDCWD, fail = -1);
 
 // metadata

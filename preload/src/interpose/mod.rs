@@ -8,6 +8,7 @@ mod files;
 mod fts;
 mod ftw;
 mod glob;
+pub mod rootfd;
 mod shell;
 mod socket;
 mod temp;
@@ -108,7 +109,12 @@ pub unsafe fn xlat_f(
     if g.len() >= PATH_MAX {
         return Err(ENAMETOOLONG);
     }
-    let m = if g[0] == b'/' {
+    let m = if g[0] == b'/' && path::is_clean(g) {
+        match proc_self(cfg, g, follow, buf)? {
+            Some(m) => m,
+            None => path::expand(&cfg.view(), g, buf).ok_or(ENAMETOOLONG)?,
+        }
+    } else if g[0] == b'/' {
         let mut abs = [0u8; PATH_MAX];
         let n = path::normalize(g, &mut abs).ok_or(ENAMETOOLONG)?;
         match proc_self(cfg, &abs[..n], follow, buf)? {
@@ -346,9 +352,25 @@ macro_rules! wrap {
         }
     };
     // `retry`: a call that only looks a path up gets a second try on ENOENT (`retry_in_root`).
-    ($name:ident ( $($a:ident : $t:ty),* ) -> $ret:ty, path = $p:ident, dirfd = $dfd:expr, fail = $fail:expr, retry) => {
+    // `fast`: the system call that answers it relative to the root descriptor (`rootfd`).
+    ($name:ident ( $($a:ident : $t:ty),* ) -> $ret:ty, path = $p:ident, dirfd = $dfd:expr, fail = $fail:expr, retry $(, fast = |$fd:ident, $rel:ident| $e:expr)?) => {
         #[no_mangle]
         pub unsafe extern "C" fn $name($($a: $t),*) -> $ret {
+            $(
+            // SAFETY: the caller's path; the closure makes one system call on it.
+            match unsafe { $crate::interpose::rootfd::run($p, |$fd, $rel| $e) } {
+                $crate::interpose::rootfd::Fast::Done(r, fd, rel) => {
+                    if r >= 0 {
+                        return r as $ret;
+                    }
+                    if !$crate::interpose::rootfd::enoent_needs_retry(r, fd, rel, true) {
+                        $crate::real::set_errno(-r as core::ffi::c_int);
+                        return $fail;
+                    }
+                }
+                $crate::interpose::rootfd::Fast::No => {}
+            }
+            )?
             let mut buf = [0u8; $crate::path::PATH_MAX];
             // SAFETY: `$p` is the caller's path argument.
             let $p = match unsafe { $crate::interpose::xlat(stringify!($name).as_bytes(), $dfd, $p, &mut buf) } {

@@ -1,0 +1,216 @@
+//! A descriptor of the container root, so that a clean absolute guest path `/a/b` is looked
+//! up as `a/b` relative to it (`newfstatat(rootfd, "a/b")`) instead of as the longer host path
+//! `ROOT/a/b`: the kernel walks the guest's components only (the host prefix is 6 or more
+//! more components of dcache lookups on every call: the half of a libc `stat` that remained),
+//! and nothing is copied. Used for the hot lookups (stat family, access, open) of paths that
+//! no exclusion or volume maps elsewhere; every other path takes the general translation.
+//!
+//! The descriptor is opened when the library loads (so a `vfork` child never opens one that
+//! its parent would not have), close-on-exec, and moved high (RLIMIT_NOFILE soft limit less
+//! 64), out of the way of the lowest-free-number rule. A program that closes it or `dup2`s over
+//! it through libc makes the shim forget it (`forget`); one closed behind libc's back
+//! (`close_range`) answers EBADF, and the shim opens it again and retries.
+
+use super::ENOENT;
+use crate::config;
+use crate::path::{self, PATH_MAX};
+use crate::raw;
+use crate::real::cstr;
+use core::ffi::{c_char, c_int};
+use core::sync::atomic::{AtomicI32, Ordering};
+
+const EBADF: isize = 9;
+const O_PATH: usize = 0o10000000;
+const O_DIRECTORY: usize = 0o200000;
+const O_NOFOLLOW: usize = 0o400000;
+const O_CLOEXEC: usize = 0o2000000;
+const F_DUPFD_CLOEXEC: usize = 1030;
+const RLIMIT_NOFILE: usize = 7;
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_IN_ROOT: u64 = 0x10;
+
+/// A fast call that does not apply to these arguments (take the general path).
+pub const NOFAST: isize = isize::MIN;
+
+static FD: AtomicI32 = AtomicI32::new(-1);
+
+/// The root descriptor, opened when missing; `None` without a root or after a chroot in this
+/// process (the descriptor is of the root the process started with).
+pub fn get() -> Option<c_int> {
+    let fd = FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        return Some(fd);
+    }
+    let cfg = config::get();
+    if !cfg.active() || cfg.chrooted() {
+        return None;
+    }
+    // The root of this process: the container's, or the nested one a parent chrooted into.
+    let base = cfg.start_root_c();
+    // SAFETY: `base` is NUL-terminated.
+    let low = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT,
+            raw::AT_FDCWD as usize,
+            base.as_ptr() as usize,
+            O_PATH | O_DIRECTORY | O_CLOEXEC,
+            0,
+        )
+    };
+    if low < 0 {
+        return None;
+    }
+    let mut rl = [0u64; 2];
+    // SAFETY: prlimit64(0, RLIMIT_NOFILE, NULL, &old) reads this process's limit into `rl`.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_PRLIMIT64,
+            0,
+            RLIMIT_NOFILE,
+            0,
+            rl.as_mut_ptr() as usize,
+        )
+    };
+    let soft = if r == 0 { rl[0].min(1 << 20) } else { 1024 };
+    let hint = if soft >= 256 { soft - 64 } else { soft / 2 };
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on our own descriptor, then close of the low copy.
+    let fd = unsafe {
+        let hi = raw::syscall(
+            raw::SYS_FCNTL,
+            low as usize,
+            F_DUPFD_CLOEXEC,
+            hint as usize,
+            0,
+        );
+        raw::syscall(raw::SYS_CLOSE, low as usize, 0, 0, 0);
+        hi
+    };
+    if fd < 0 {
+        return None;
+    }
+    let fd = fd as c_int;
+    match FD.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire) {
+        Ok(_) => Some(fd),
+        Err(other) => {
+            // Another thread won the race: one descriptor is enough.
+            // SAFETY: our own descriptor.
+            unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+            Some(other)
+        }
+    }
+}
+
+/// The program closes or replaces descriptor `fd`: if it is the root's, forget it (it is
+/// opened again on next use).
+pub fn forget(fd: c_int) {
+    if fd >= 0 {
+        let _ = FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// The guest path `p` relative to the root (`p` without its `/`), when the fast lookup applies:
+/// a root and no chroot, an absolute path already normal (`path::is_clean`), and neither
+/// excluded, nor mapped by a volume, nor under /proc (its links have their own rules), nor a
+/// host path under the root already.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string.
+pub unsafe fn rel(p: *const c_char) -> Option<*const c_char> {
+    if p.is_null() {
+        return None;
+    }
+    let cfg = config::get();
+    if !cfg.active() || cfg.chrooted() || cfg.debug {
+        return None;
+    }
+    // SAFETY: the caller's NUL-terminated path.
+    let g = unsafe { cstr(p) };
+    if g.len() < 2 || g[0] != b'/' || g.len() >= PATH_MAX || g.starts_with(b"/proc/") {
+        return None;
+    }
+    if !path::is_clean(g) {
+        return None;
+    }
+    let v = cfg.view();
+    if path::strip_component_prefix(v.base, g).is_some()
+        || v.exclude
+            .iter()
+            .any(|e| path::strip_component_prefix(e, g).is_some())
+        || v.dir_map
+            .iter()
+            .any(|(_, m)| path::strip_component_prefix(m, g).is_some())
+    {
+        return None;
+    }
+    // SAFETY: `g` has at least two bytes; the rest is still NUL-terminated.
+    Some(unsafe { p.add(1) })
+}
+
+/// The outcome of a fast call.
+pub enum Fast {
+    /// Not applicable: translate as usual.
+    No,
+    /// The raw result (>= 0, or -errno), with the descriptor and relative path it used.
+    Done(isize, c_int, *const c_char),
+}
+
+/// Run `f(rootfd, rel)` for guest path `p` when the fast lookup applies; a descriptor closed
+/// behind the shim's back (EBADF) is opened again once.
+///
+/// # Safety
+/// `p` is NULL or a NUL-terminated string; `f` makes a system call with these arguments.
+pub unsafe fn run(p: *const c_char, f: impl Fn(c_int, *const c_char) -> isize) -> Fast {
+    // SAFETY: forwarded.
+    let Some(rel) = (unsafe { rel(p) }) else {
+        return Fast::No;
+    };
+    let Some(mut fd) = get() else {
+        return Fast::No;
+    };
+    let mut r = f(fd, rel);
+    if r == -EBADF {
+        forget(fd);
+        match get() {
+            Some(f2) => fd = f2,
+            None => return Fast::No,
+        }
+        r = f(fd, rel);
+    }
+    if r == NOFAST {
+        return Fast::No;
+    }
+    Fast::Done(r, fd, rel)
+}
+
+/// After ENOENT on `rel`: whether the path exists when resolved with the root as `/`
+/// (openat2(2) RESOLVE_IN_ROOT: a relative link's `..` stops at the root, as under chroot).
+/// When it does, the general path (which retries the same way) answers; when it does not,
+/// ENOENT stands, at the cost of this one call.
+pub fn found_in_root(fd: c_int, rel: *const c_char, follow: bool) -> bool {
+    let how: [u64; 3] = [
+        (O_PATH | O_CLOEXEC | if follow { 0 } else { O_NOFOLLOW }) as u64,
+        0,
+        RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+    ];
+    // SAFETY: `rel` is NUL-terminated; `how` is a 24-byte struct open_how.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT2,
+            fd as usize,
+            rel as usize,
+            how.as_ptr() as usize,
+            24,
+        )
+    };
+    if r < 0 {
+        return false;
+    }
+    // SAFETY: our own descriptor.
+    unsafe { raw::syscall(raw::SYS_CLOSE, r as usize, 0, 0, 0) };
+    true
+}
+
+/// ENOENT as the fast path answers it: `true` when the general path must try again.
+pub fn enoent_needs_retry(r: isize, fd: c_int, rel: *const c_char, follow: bool) -> bool {
+    r == -(ENOENT as isize) && found_in_root(fd, rel, follow)
+}
