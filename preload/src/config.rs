@@ -2,7 +2,7 @@
 //! first wrapper) into fixed static buffers: no allocation, and later `setenv` calls by the
 //! program cannot move the root (as udocker's fork).
 
-use crate::path::{View, PATH_MAX};
+use crate::path::{Map, Rule, View, PATH_MAX};
 use crate::real;
 use core::cell::UnsafeCell;
 use core::sync::atomic::{AtomicBool, AtomicU64, AtomicU8, Ordering};
@@ -50,9 +50,9 @@ pub struct Config {
     dir_map: [u8; 2 * PATH_MAX],
     dir_map_len: usize,
     /// `exclude` and `dir_map` split once (`path::split_*`): slices of the two buffers above.
-    ex: [&'static [u8]; RULES],
+    ex: [Rule<'static>; RULES],
     nex: usize,
-    dm: [(&'static [u8], &'static [u8]); RULES],
+    dm: [Map<'static>; RULES],
     ndm: usize,
     loader: [u8; PATH_MAX],
     loader_len: usize,
@@ -81,9 +81,9 @@ static CFG: Cell = Cell(UnsafeCell::new(Config {
     exclude_len: 0,
     dir_map: [0; 2 * PATH_MAX],
     dir_map_len: 0,
-    ex: [b""; RULES],
+    ex: [None; RULES],
     nex: 0,
-    dm: [(b"", b""); RULES],
+    dm: [None; RULES],
     ndm: 0,
     loader: [0; PATH_MAX],
     loader_len: 0,

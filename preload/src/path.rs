@@ -10,34 +10,41 @@ pub struct View<'a> {
     /// `FAKECHROOT_BASE`: the host path of the container root, no trailing `/`.
     pub base: &'a [u8],
     /// `FAKECHROOT_EXCLUDE_PATH`: host-passthrough prefixes (`split_exclude`).
-    pub exclude: &'a [&'a [u8]],
+    pub exclude: &'a [Rule<'a>],
     /// `FAKECHROOT_DIR_MAP`: `(host, guest)` pairs (`split_dir_map`).
-    pub dir_map: &'a [(&'a [u8], &'a [u8])],
+    pub dir_map: &'a [Map<'a>],
 }
+
+/// One exclusion. An `Option` so that the library's table of them starts as zero bytes (in
+/// .bss: a non-zero initial value would put the whole configuration in .data, read from the
+/// file and relocated at every program start).
+pub type Rule<'a> = Option<&'a [u8]>;
+/// One volume mapping `(host, guest)`; `Option` for the same reason.
+pub type Map<'a> = Option<(&'a [u8], &'a [u8])>;
 
 /// The entries of `FAKECHROOT_EXCLUDE_PATH` (`:`-separated) into `out`, empty ones dropped;
 /// their number. Split once when the configuration is read, not on every call (every path a
 /// program names is checked against them).
-pub fn split_exclude<'a>(s: &'a [u8], out: &mut [&'a [u8]]) -> usize {
+pub fn split_exclude<'a>(s: &'a [u8], out: &mut [Rule<'a>]) -> usize {
     let mut n = 0;
     for e in s.split(|&b| b == b':').filter(|e| !e.is_empty()) {
         if n == out.len() {
             break;
         }
-        out[n] = e;
+        out[n] = Some(e);
         n += 1;
     }
     n
 }
 
 /// The `host!guest` pairs of `FAKECHROOT_DIR_MAP` (`:`-separated) into `out`; their number.
-pub fn split_dir_map<'a>(s: &'a [u8], out: &mut [(&'a [u8], &'a [u8])]) -> usize {
+pub fn split_dir_map<'a>(s: &'a [u8], out: &mut [Map<'a>]) -> usize {
     let mut n = 0;
     for e in dir_map_entries(s) {
         if n == out.len() {
             break;
         }
-        out[n] = e;
+        out[n] = Some(e);
         n += 1;
     }
     n
@@ -167,12 +174,13 @@ pub fn expand(v: &View<'_>, guest: &[u8], out: &mut [u8]) -> Option<usize> {
     }
     if v.exclude
         .iter()
+        .flatten()
         .any(|e| strip_component_prefix(e, guest).is_some())
     {
         return concat(out, &[guest]);
     }
     let mut best: Option<(&[u8], &[u8])> = None;
-    for &(h, g) in v.dir_map {
+    for &(h, g) in v.dir_map.iter().flatten() {
         if let Some(rest) = strip_component_prefix(g, guest) {
             if best.is_none_or(|(_, r)| rest.len() < r.len()) {
                 best = Some((h, rest));
@@ -228,7 +236,7 @@ pub fn library_path(
 /// (outside the root and every volume).
 pub fn narrow(v: &View<'_>, host: &[u8], out: &mut [u8]) -> Option<usize> {
     let mut best: Option<(&[u8], &[u8])> = None;
-    for &(h, g) in v.dir_map {
+    for &(h, g) in v.dir_map.iter().flatten() {
         if let Some(rest) = strip_component_prefix(h, host) {
             if best.is_none_or(|(_, r)| rest.len() < r.len()) {
                 best = Some((g, rest));
@@ -347,8 +355,16 @@ mod tests {
 
     const V: View<'static> = View {
         base: b"/c/ROOT",
-        exclude: &[b"/dev", b"/proc", b"/sys", b"/etc/resolv.conf"],
-        dir_map: &[(b"/host/data", b"/data"), (b"/srv/x", b"/mnt/deep/x")],
+        exclude: &[
+            Some(b"/dev"),
+            Some(b"/proc"),
+            Some(b"/sys"),
+            Some(b"/etc/resolv.conf"),
+        ],
+        dir_map: &[
+            Some((b"/host/data", b"/data")),
+            Some((b"/srv/x", b"/mnt/deep/x")),
+        ],
     };
 
     fn norm(p: &str) -> String {
@@ -372,14 +388,17 @@ mod tests {
 
     #[test]
     fn rules_are_split_once() {
-        let mut ex = [&b""[..]; 3];
+        let mut ex = [None; 3];
         assert_eq!(split_exclude(b"/dev::/proc:/sys:/x", &mut ex), 3);
-        assert_eq!(ex, [&b"/dev"[..], b"/proc", b"/sys"]);
-        let mut dm = [(&b""[..], &b""[..]); 4];
+        assert_eq!(ex, [Some(&b"/dev"[..]), Some(b"/proc"), Some(b"/sys")]);
+        let mut dm = [None; 4];
         assert_eq!(split_dir_map(b"/h!/g:bad:/a!/b", &mut dm), 2);
         assert_eq!(
             dm[..2],
-            [(&b"/h"[..], &b"/g"[..]), (&b"/a"[..], &b"/b"[..])]
+            [
+                Some((&b"/h"[..], &b"/g"[..])),
+                Some((&b"/a"[..], &b"/b"[..]))
+            ]
         );
     }
 

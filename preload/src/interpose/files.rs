@@ -210,6 +210,38 @@ pub unsafe extern "C" fn close(fd: c_int) -> c_int {
     }
 }
 
+/// closefrom(3) and close_range(2) (glibc 2.34) close through the system call, not close().
+#[no_mangle]
+pub unsafe extern "C" fn closefrom(low: c_int) {
+    super::rootfd::forget_range(low, c_int::MAX);
+    if let Some(f) = crate::real::real!("closefrom", unsafe extern "C" fn(c_int)) {
+        // SAFETY: libc's closefrom with the caller's argument.
+        unsafe { f(low) }
+    }
+}
+
+#[no_mangle]
+pub unsafe extern "C" fn close_range(first: c_uint, last: c_uint, flags: c_int) -> c_int {
+    const CLOSE_RANGE_CLOEXEC: c_int = 4;
+    if flags & CLOSE_RANGE_CLOEXEC == 0 {
+        super::rootfd::forget_range(
+            first.min(c_int::MAX as c_uint) as c_int,
+            last.min(c_int::MAX as c_uint) as c_int,
+        );
+    }
+    match crate::real::real!(
+        "close_range",
+        unsafe extern "C" fn(c_uint, c_uint, c_int) -> c_int
+    ) {
+        // SAFETY: libc's close_range with the caller's arguments.
+        Some(f) => unsafe { f(first, last, flags) },
+        None => {
+            crate::real::set_errno(super::ENOSYS);
+            -1
+        }
+    }
+}
+
 #[no_mangle]
 pub unsafe extern "C" fn dup2(old: c_int, new: c_int) -> c_int {
     if old != new {

@@ -218,16 +218,25 @@ pub unsafe fn retry_in_root(
     const O_CLOEXEC: usize = 0o2000000;
     const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
     const RESOLVE_IN_ROOT: u64 = 0x10;
-    let base = cfg.base_c();
-    // SAFETY: `base` is NUL-terminated.
-    let rootfd = unsafe {
-        raw::syscall(
-            raw::SYS_OPENAT,
-            raw::AT_FDCWD as usize,
-            base.as_ptr() as usize,
-            O_PATH | O_DIRECTORY | O_CLOEXEC,
-            0,
-        )
+    // The root descriptor the shim keeps (`rootfd`) when the root is the one the process
+    // started with; otherwise one opened for this call. `view.base` is the current root.
+    let kept = (!cfg.chrooted()).then(rootfd::get).flatten();
+    let rootfd = match kept {
+        Some(fd) => fd as isize,
+        None => {
+            let mut rb = [0u8; PATH_MAX];
+            path::concat(&mut rb, &[view.base])?;
+            // SAFETY: `rb` is NUL-terminated.
+            unsafe {
+                raw::syscall(
+                    raw::SYS_OPENAT,
+                    raw::AT_FDCWD as usize,
+                    rb.as_ptr() as usize,
+                    O_PATH | O_DIRECTORY | O_CLOEXEC,
+                    0,
+                )
+            }
+        }
     };
     if rootfd < 0 {
         return None;
@@ -248,8 +257,10 @@ pub unsafe fn retry_in_root(
             24,
         )
     };
-    // SAFETY: our own descriptor.
-    unsafe { raw::syscall(raw::SYS_CLOSE, rootfd as usize, 0, 0, 0) };
+    if kept.is_none() {
+        // SAFETY: our own descriptor, opened above.
+        unsafe { raw::syscall(raw::SYS_CLOSE, rootfd as usize, 0, 0, 0) };
+    }
     if fd < 0 {
         return None;
     }

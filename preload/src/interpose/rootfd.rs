@@ -6,10 +6,11 @@
 //! no exclusion or volume maps elsewhere; every other path takes the general translation.
 //!
 //! The descriptor is opened when the library loads (so a `vfork` child never opens one that
-//! its parent would not have), close-on-exec, and moved high (RLIMIT_NOFILE soft limit less
-//! 64), out of the way of the lowest-free-number rule. A program that closes it or `dup2`s over
-//! it through libc makes the shim forget it (`forget`); one closed behind libc's back
-//! (`close_range`) answers EBADF, and the shim opens it again and retries.
+//! its parent would not have), close-on-exec, and moved to 63, out of the way of the
+//! lowest-free-number rule (a program reaches it only with 60 files open). A program that
+//! closes it (close, closefrom, close_range) or `dup2`s over it through libc makes the shim
+//! forget it (`forget`); one closed behind libc's back answers EBADF, and the shim opens it
+//! again and retries.
 
 use super::ENOENT;
 use crate::config;
@@ -71,8 +72,12 @@ pub fn get() -> Option<c_int> {
             rl.as_mut_ptr() as usize,
         )
     };
-    let soft = if r == 0 { rl[0].min(1 << 20) } else { 1024 };
-    let hint = if soft >= 256 { soft - 64 } else { soft / 2 };
+    // Fd 63: the last of the table every process has (the kernel's fdtable embeds
+    // BITS_PER_LONG = 64 slots; a higher number reallocates the table, and every later fork
+    // copies the larger one: 100 us per fork+exec with the 20000-fd limit seen here). Lower
+    // when the soft limit is under 64.
+    let soft = if r == 0 { rl[0] } else { 64 };
+    let hint = 63u64.min(soft.saturating_sub(1)).max(3);
     // SAFETY: fcntl(F_DUPFD_CLOEXEC) on our own descriptor, then close of the low copy.
     let fd = unsafe {
         let hi = raw::syscall(
@@ -108,6 +113,14 @@ pub fn forget(fd: c_int) {
     }
 }
 
+/// The program closes descriptors `first..=last`.
+pub fn forget_range(first: c_int, last: c_int) {
+    let fd = FD.load(Ordering::Acquire);
+    if fd >= 0 && (first as u32) <= fd as u32 && fd as u32 <= last as u32 {
+        forget(fd);
+    }
+}
+
 /// The guest path `p` relative to the root (`p` without its `/`), when the fast lookup applies:
 /// a root and no chroot, an absolute path already normal (`path::is_clean`), and neither
 /// excluded, nor mapped by a volume, nor under /proc (its links have their own rules), nor a
@@ -135,9 +148,11 @@ pub unsafe fn rel(p: *const c_char) -> Option<*const c_char> {
     if path::strip_component_prefix(v.base, g).is_some()
         || v.exclude
             .iter()
+            .flatten()
             .any(|e| path::strip_component_prefix(e, g).is_some())
         || v.dir_map
             .iter()
+            .flatten()
             .any(|(_, m)| path::strip_component_prefix(m, g).is_some())
     {
         return None;
