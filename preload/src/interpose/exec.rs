@@ -77,6 +77,27 @@ fn same_key(env: &[u8], kv: &[u8]) -> bool {
     env.len() > k.len() && env.starts_with(k) && env[k.len()] == b'='
 }
 
+/// The file type bits (`st_mode & S_IFMT`) of host path `p` (NUL-terminated), following a final
+/// symlink unless `flags` has AT_SYMLINK_NOFOLLOW; Err(-errno) on failure. x86_64 struct stat:
+/// 144 bytes, st_mode a u32 at offset 24 (stat(2)).
+fn file_type(p: *const c_char, flags: c_int) -> Result<u32, isize> {
+    let mut st = [0u8; 144];
+    // SAFETY: `p` is NUL-terminated; `st` is a struct stat's size.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_NEWFSTATAT,
+            raw::AT_FDCWD as usize,
+            p as usize,
+            st.as_mut_ptr() as usize,
+            flags as usize,
+        )
+    };
+    if r < 0 {
+        return Err(r);
+    }
+    Ok(u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000)
+}
+
 /// Build what to exec for the guest program `file` (as the caller named it).
 pub(super) unsafe fn prepare(
     file: *const c_char,
@@ -103,45 +124,17 @@ pub(super) unsafe fn prepare(
     }
     // The kernel's order (execve(2)): lookup, then EACCES for what is not a regular file or
     // lacks execute permission, then the format (ENOEXEC).
-    let mut st = [0u8; 144];
-    // SAFETY: `hp` is NUL-terminated; `st` is a struct stat's size (x86_64: 144 bytes).
-    let r = unsafe {
-        raw::syscall(
-            raw::SYS_NEWFSTATAT,
-            raw::AT_FDCWD as usize,
-            hp as usize,
-            st.as_mut_ptr() as usize,
-            0,
-        )
-    };
+    let mut ty = file_type(hp, 0);
     let mut again = [0u8; PATH_MAX];
-    if r == -(ENOENT as isize) {
+    if ty == Err(-(ENOENT as isize)) {
         // SAFETY: `hp` is NUL-terminated.
-        if let Some(h2) = unsafe { super::retry_in_root(AT_FDCWD, hp, &mut again, true) } {
+        if unsafe { super::retry_in_root(AT_FDCWD, hp, &mut again, true) }.is_some() {
             host.copy_from_slice(&again);
             hp = host.as_ptr().cast();
-            let _ = h2;
-            // SAFETY: as above.
-            let r2 = unsafe {
-                raw::syscall(
-                    raw::SYS_NEWFSTATAT,
-                    raw::AT_FDCWD as usize,
-                    hp as usize,
-                    st.as_mut_ptr() as usize,
-                    0,
-                )
-            };
-            if r2 < 0 {
-                return Err(-r2 as c_int);
-            }
-        } else {
-            return Err(ENOENT);
+            ty = file_type(hp, 0);
         }
-    } else if r < 0 {
-        return Err(-r as c_int);
     }
-    // st_mode: a u32 at offset 24 of the x86_64 struct stat.
-    if u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000 != 0o100000 {
+    if ty.map_err(|e| -e as c_int)? != 0o100000 {
         return Err(EACCES);
     }
     // SAFETY: `hp` is NUL-terminated; X_OK = 1.
@@ -725,18 +718,7 @@ unsafe fn do_execveat(
                 return -1;
             }
         };
-        let mut st = [0u8; 144];
-        // SAFETY: `q` is NUL-terminated; `st` is a struct stat's size.
-        let r = unsafe {
-            raw::syscall(
-                raw::SYS_NEWFSTATAT,
-                raw::AT_FDCWD as usize,
-                q as usize,
-                st.as_mut_ptr() as usize,
-                AT_SYMLINK_NOFOLLOW as usize,
-            )
-        };
-        if r == 0 && u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000 == 0o120000 {
+        if file_type(q, AT_SYMLINK_NOFOLLOW) == Ok(0o120000) {
             set_errno(ELOOP);
             return -1;
         }
@@ -779,17 +761,7 @@ fn exists(host: &[u8]) -> bool {
     if path::concat(&mut p, &[host]).is_none() {
         return false;
     }
-    let mut st = [0u8; 144];
-    // SAFETY: `p` is NUL-terminated; `st` is a struct stat's size.
-    unsafe {
-        raw::syscall(
-            raw::SYS_NEWFSTATAT,
-            raw::AT_FDCWD as usize,
-            p.as_ptr() as usize,
-            st.as_mut_ptr() as usize,
-            AT_SYMLINK_NOFOLLOW as usize,
-        ) == 0
-    }
+    file_type(p.as_ptr().cast(), AT_SYMLINK_NOFOLLOW).is_ok()
 }
 
 /// `/proc/self/fd/N`, NUL-terminated in `out`; its length.
