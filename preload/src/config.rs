@@ -15,6 +15,7 @@ pub const PRESERVED: &[&[u8]] = &[
     b"FAKECHROOT_DIR_MAP",
     b"FAKECHROOT_ELFLOADER",
     b"FAKECHROOT_ELFLOADER_OPT_ARGV0",
+    b"FAKECHROOT_ELFLOADER_OPT_HWCAPS_MASK",
     b"FAKECHROOT_DEBUG",
     b"FAKECHROOT_CMD_SUBST",
     b"FAKECHROOT_VERSION",
@@ -39,33 +40,49 @@ const RULES: usize = 128;
 /// (see `jail_view`). Preserved across exec like the others.
 const JAIL: &[u8] = b"FAKECHROOT_JAIL";
 
+/// A string in `Config::arena`: offset and length (its NUL terminator follows it).
+#[derive(Clone, Copy)]
+struct Str {
+    at: u32,
+    len: u32,
+}
+
+/// Unset or empty: the arena's first byte, which stays NUL (so `get_c` gives a lone NUL).
+const NONE: Str = Str { at: 0, len: 0 };
+
+/// The most each value may take (a longer one is dropped whole: a cut root would be wrong).
+const MAX_PATH_VALUE: usize = PATH_MAX;
+const MAX_DIR_MAP: usize = 2 * PATH_MAX;
+const MAX_ARGV0_OPT: usize = 64;
+const MAX_AF_UNIX: usize = 256;
+/// Room for every value at its maximum, each with its NUL.
+const ARENA: usize =
+    1 + 5 * (MAX_PATH_VALUE + 1) + MAX_DIR_MAP + 2 * MAX_ARGV0_OPT + MAX_AF_UNIX + ENV_MAX + 8;
+
+/// The small fields and the split rules first, then one arena of strings filled from its start:
+/// a program's start writes two or three pages of this static, where a buffer per value wrote
+/// ten (each first write to a page of .bss is a page fault, about a microsecond on a VM, paid by
+/// every exec).
 pub struct Config {
-    base: [u8; PATH_MAX],
-    base_len: usize,
+    base: Str,
     /// The container root udocker set, which no chroot inside it may leave (`jail_view`).
-    jail: [u8; PATH_MAX],
-    jail_len: usize,
-    exclude: [u8; PATH_MAX],
-    exclude_len: usize,
-    dir_map: [u8; 2 * PATH_MAX],
-    dir_map_len: usize,
-    /// `exclude` and `dir_map` split once (`path::split_*`): slices of the two buffers above.
-    ex: [Rule<'static>; RULES],
-    nex: usize,
-    dm: [Map<'static>; RULES],
-    ndm: usize,
-    loader: [u8; PATH_MAX],
-    loader_len: usize,
-    argv0_opt: [u8; 64],
-    argv0_opt_len: usize,
-    patcher: [u8; PATH_MAX],
-    patcher_len: usize,
-    af_unix: [u8; 256],
-    af_unix_len: usize,
-    pub debug: bool,
+    jail: Str,
+    loader: Str,
+    argv0_opt: Str,
+    hwcaps_opt: Str,
+    patcher: Str,
+    af_unix: Str,
     /// `K=V\0K=V\0…` of the preserved variables that were set.
-    env: [u8; ENV_MAX],
-    env_len: usize,
+    env: Str,
+    pub debug: bool,
+    nex: usize,
+    ndm: usize,
+    /// FAKECHROOT_EXCLUDE_PATH and FAKECHROOT_DIR_MAP split once (`path::split_*`): slices of
+    /// the arena.
+    ex: [Rule<'static>; RULES],
+    dm: [Map<'static>; RULES],
+    arena: [u8; ARENA],
+    used: usize,
 }
 
 struct Cell(UnsafeCell<Config>);
@@ -73,42 +90,71 @@ struct Cell(UnsafeCell<Config>);
 unsafe impl Sync for Cell {}
 
 static CFG: Cell = Cell(UnsafeCell::new(Config {
-    base: [0; PATH_MAX],
-    base_len: 0,
-    jail: [0; PATH_MAX],
-    jail_len: 0,
-    exclude: [0; PATH_MAX],
-    exclude_len: 0,
-    dir_map: [0; 2 * PATH_MAX],
-    dir_map_len: 0,
-    ex: [None; RULES],
-    nex: 0,
-    dm: [None; RULES],
-    ndm: 0,
-    loader: [0; PATH_MAX],
-    loader_len: 0,
-    argv0_opt: [0; 64],
-    argv0_opt_len: 0,
-    patcher: [0; PATH_MAX],
-    patcher_len: 0,
-    af_unix: [0; 256],
-    af_unix_len: 0,
+    base: NONE,
+    jail: NONE,
+    loader: NONE,
+    argv0_opt: NONE,
+    hwcaps_opt: NONE,
+    patcher: NONE,
+    af_unix: NONE,
+    env: NONE,
     debug: false,
-    env: [0; ENV_MAX],
-    env_len: 0,
+    nex: 0,
+    ndm: 0,
+    ex: [None; RULES],
+    dm: [None; RULES],
+    arena: [0; ARENA],
+    used: 0,
 }));
 static STATE: AtomicU8 = AtomicU8::new(0);
 
-fn copy_into(dst: &mut [u8], src: &[u8]) -> usize {
-    // A value that does not fit is dropped whole rather than cut (a cut root would be wrong).
-    if src.len() >= dst.len() {
-        return 0;
+impl Config {
+    /// Append `parts` (concatenated) and a NUL to the arena; `NONE` when empty or longer than
+    /// `max` (dropped whole rather than cut).
+    fn push(&mut self, parts: &[&[u8]], max: usize) -> Str {
+        let n: usize = parts.iter().map(|p| p.len()).sum();
+        if n == 0 || n >= max || self.used + n + 1 > ARENA {
+            return NONE;
+        }
+        let at = self.used;
+        let mut o = at;
+        for p in parts {
+            self.arena[o..o + p.len()].copy_from_slice(p);
+            o += p.len();
+        }
+        self.arena[o] = 0;
+        self.used = o + 1;
+        Str {
+            at: at as u32,
+            len: n as u32,
+        }
     }
-    dst[..src.len()].copy_from_slice(src);
-    src.len()
+
+    /// The bytes of `s` (no NUL).
+    fn get(&self, s: Str) -> &[u8] {
+        &self.arena[s.at as usize..(s.at + s.len) as usize]
+    }
+
+    /// The bytes of `s` with its NUL.
+    fn get_c(&self, s: Str) -> &[u8] {
+        &self.arena[s.at as usize..=(s.at + s.len) as usize]
+    }
+
+    /// A `'static` view of `s`.
+    ///
+    /// # Safety
+    /// `self` is the static CFG, whose arena is not written again once STATE is 2.
+    unsafe fn get_static(&self, s: Str) -> &'static [u8] {
+        // SAFETY: see above: the bytes stay as they are for the library's lifetime.
+        unsafe {
+            core::slice::from_raw_parts(self.arena.as_ptr().add(s.at as usize), s.len as usize)
+        }
+    }
 }
 
 fn load(c: &mut Config) {
+    // Byte 0 stays NUL (`NONE`); set here, not in the initialiser, so the table stays in .bss.
+    c.used = 1;
     let var = |k: &[u8]| -> &'static [u8] {
         let mut name = [0u8; 64];
         match crate::path::concat(&mut name, &[k]) {
@@ -123,47 +169,56 @@ fn load(c: &mut Config) {
     if base == b"/" {
         base = b"";
     }
-    c.base_len = copy_into(&mut c.base, base);
+    c.base = c.push(&[base], MAX_PATH_VALUE);
+    // SAFETY: `c` is the static CFG (never moved), and its arena is not written again once
+    // STATE is 2 (nor where it is already filled), so slices of it live as long as the library.
+    let base = unsafe { c.get_static(c.base) };
     // A child of a chrooted process has the nested root in FAKECHROOT_BASE and the container
     // root in FAKECHROOT_JAIL (exec.rs passes it on); it is honoured only when it encloses BASE.
     let jail = match var(JAIL) {
         j if !j.is_empty() && crate::path::strip_component_prefix(j, base).is_some() => j,
         _ => base,
     };
-    c.jail_len = copy_into(&mut c.jail, jail);
-    c.exclude_len = copy_into(&mut c.exclude, var(b"FAKECHROOT_EXCLUDE_PATH"));
-    c.dir_map_len = copy_into(&mut c.dir_map, var(b"FAKECHROOT_DIR_MAP"));
-    // SAFETY: `c` is the static CFG (never moved), and its buffers are not written again once
-    // STATE is 2, so slices of them live as long as the library.
-    let (ex, dm): (&'static [u8], &'static [u8]) = unsafe {
-        (
-            core::slice::from_raw_parts(c.exclude.as_ptr(), c.exclude_len),
-            core::slice::from_raw_parts(c.dir_map.as_ptr(), c.dir_map_len),
-        )
+    c.jail = if core::ptr::eq(jail.as_ptr(), base.as_ptr()) {
+        c.base
+    } else {
+        c.push(&[jail], MAX_PATH_VALUE)
     };
+    let ex = c.push(&[var(b"FAKECHROOT_EXCLUDE_PATH")], MAX_PATH_VALUE);
+    let dm = c.push(&[var(b"FAKECHROOT_DIR_MAP")], MAX_DIR_MAP);
+    // SAFETY: as above.
+    let (ex, dm) = unsafe { (c.get_static(ex), c.get_static(dm)) };
     c.nex = crate::path::split_exclude(ex, &mut c.ex);
     c.ndm = crate::path::split_dir_map(dm, &mut c.dm);
-    c.loader_len = copy_into(&mut c.loader, var(b"FAKECHROOT_ELFLOADER"));
-    c.argv0_opt_len = copy_into(&mut c.argv0_opt, var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0"));
-    c.patcher_len = copy_into(&mut c.patcher, var(b"FAKECHROOT_PATCH_PATCHELF"));
-    c.af_unix_len = copy_into(&mut c.af_unix, var(b"FAKECHROOT_AF_UNIX_PATH"));
+    c.loader = c.push(&[var(b"FAKECHROOT_ELFLOADER")], MAX_PATH_VALUE);
+    c.argv0_opt = c.push(&[var(b"FAKECHROOT_ELFLOADER_OPT_ARGV0")], MAX_ARGV0_OPT);
+    c.hwcaps_opt = c.push(
+        &[var(b"FAKECHROOT_ELFLOADER_OPT_HWCAPS_MASK")],
+        MAX_ARGV0_OPT,
+    );
+    c.patcher = c.push(&[var(b"FAKECHROOT_PATCH_PATCHELF")], MAX_PATH_VALUE);
+    c.af_unix = c.push(&[var(b"FAKECHROOT_AF_UNIX_PATH")], MAX_AF_UNIX);
     c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
-    let mut n = 0;
+    // The preserved variables, `K=V\0` each, one after the other in the arena.
+    let start = c.used;
     for k in PRESERVED {
         let v = var(k);
-        if v.is_empty() {
-            continue;
-        }
-        if let Some(m) = crate::path::concat(&mut c.env[n..], &[k, b"=", v]) {
-            n += m + 1;
+        if !v.is_empty() && c.used - start + k.len() + v.len() + 2 <= ENV_MAX {
+            c.push(&[k, b"=", v], ENV_MAX);
         }
     }
-    if var(JAIL).is_empty() && !jail.is_empty() {
-        if let Some(m) = crate::path::concat(&mut c.env[n..], &[JAIL, b"=", jail]) {
-            n += m + 1;
-        }
+    // SAFETY: as above.
+    let jail = unsafe { c.get_static(c.jail) };
+    if var(JAIL).is_empty()
+        && !jail.is_empty()
+        && c.used - start + JAIL.len() + jail.len() + 2 <= ENV_MAX
+    {
+        c.push(&[JAIL, b"=", jail], ENV_MAX);
     }
-    c.env_len = n;
+    c.env = Str {
+        at: start as u32,
+        len: (c.used - start) as u32,
+    };
 }
 
 /// The configuration, loading it on first use.
@@ -271,7 +326,7 @@ impl Config {
     /// through it).
     pub fn jail_view(&self) -> View<'_> {
         View {
-            base: &self.jail[..self.jail_len],
+            base: self.get(self.jail),
             ..self.view()
         }
     }
@@ -280,7 +335,7 @@ impl Config {
     pub fn root(&self) -> &[u8] {
         match current() {
             Some((i, len)) => &slot(i, KEY.len() + len)[KEY.len()..],
-            None => &self.base[..self.base_len],
+            None => self.get(self.base),
         }
     }
 
@@ -295,7 +350,7 @@ impl Config {
     /// FAKECHROOT_BASE as this process started with it (a nested root when a parent chrooted),
     /// NUL-terminated: the root while `chrooted()` is false.
     pub fn start_root_c(&self) -> &[u8] {
-        &self.base[..=self.base_len]
+        self.get_c(self.base)
     }
 
     /// Whether a chroot inside the container moved the root.
@@ -309,28 +364,35 @@ impl Config {
 
     /// `FAKECHROOT_ELFLOADER`, NUL-terminated, when set.
     pub fn loader(&self) -> Option<&[u8]> {
-        (self.loader_len > 0).then(|| &self.loader[..=self.loader_len])
+        (self.loader.len > 0).then(|| self.get_c(self.loader))
     }
 
     /// `FAKECHROOT_AF_UNIX_PATH` (the host directory socket paths go under), when set.
     pub fn af_unix(&self) -> Option<&[u8]> {
-        (self.af_unix_len > 0).then(|| &self.af_unix[..self.af_unix_len])
+        (self.af_unix.len > 0).then(|| self.get(self.af_unix))
     }
 
     /// `FAKECHROOT_ELFLOADER_OPT_ARGV0` (`--argv0`), NUL-terminated, when set.
     pub fn argv0_opt(&self) -> Option<&[u8]> {
-        (self.argv0_opt_len > 0).then(|| &self.argv0_opt[..=self.argv0_opt_len])
+        (self.argv0_opt.len > 0).then(|| self.get_c(self.argv0_opt))
+    }
+
+    /// `FAKECHROOT_ELFLOADER_OPT_HWCAPS_MASK` (`--glibc-hwcaps-mask`, which udocker sets when
+    /// the container has no `glibc-hwcaps` directory: the loader then gets it with an empty
+    /// list and skips those probes), NUL-terminated, when set.
+    pub fn hwcaps_opt(&self) -> Option<&[u8]> {
+        (self.hwcaps_opt.len > 0).then(|| self.get_c(self.hwcaps_opt))
     }
 
     /// `FAKECHROOT_PATCH_PATCHELF` (F4: the host patcher), NUL-terminated, when set.
     pub fn patcher(&self) -> Option<&[u8]> {
-        (self.patcher_len > 0).then(|| &self.patcher[..=self.patcher_len])
+        (self.patcher.len > 0).then(|| self.get_c(self.patcher))
     }
 
     /// The container root udocker set (`jail_view`; not moved by chroot: the F4 patcher re-roots
     /// programs onto the container's loader), NUL-terminated (empty when unset).
     pub fn base_c(&self) -> &[u8] {
-        &self.jail[..=self.jail_len]
+        self.get_c(self.jail)
     }
 
     /// The captured value of preserved variable `key` (no NUL), when it was set.
@@ -344,7 +406,7 @@ impl Config {
 
     /// The captured `K=V` strings, each NUL-terminated.
     pub fn preserved(&self) -> impl Iterator<Item = &[u8]> {
-        self.env[..self.env_len]
+        self.get(self.env)
             .split_inclusive(|&b| b == 0)
             .filter(|s| s.len() > 1)
     }

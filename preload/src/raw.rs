@@ -98,35 +98,45 @@ pub fn write_all(fd: usize, mut s: &[u8]) {
 /// Read the first bytes of the file at the NUL-terminated `path` into `buf`: the count, or
 /// `-errno`.
 pub fn read_head(path: *const u8, buf: &mut [u8]) -> isize {
-    // SAFETY: `path` is NUL-terminated (the caller's translation buffer), `buf` is valid.
-    unsafe {
-        let fd = syscall(
+    // SAFETY: `path` is NUL-terminated (the caller's translation buffer).
+    let fd = unsafe {
+        syscall(
             SYS_OPENAT,
             AT_FDCWD as usize,
             path as usize,
             O_RDONLY_CLOEXEC,
             0,
-        );
-        if fd < 0 {
-            return fd;
-        }
-        let mut n = 0usize;
-        while n < buf.len() {
-            let r = syscall(
+        )
+    };
+    if fd < 0 {
+        return fd;
+    }
+    let n = read_full(fd as i32, buf);
+    // SAFETY: our own descriptor.
+    unsafe { syscall(SYS_CLOSE, fd as usize, 0, 0, 0) };
+    n
+}
+
+/// Read from `fd` until `buf` is full or the file ends; the number of bytes read.
+pub fn read_full(fd: i32, buf: &mut [u8]) -> isize {
+    let mut n = 0usize;
+    while n < buf.len() {
+        // SAFETY: `buf[n..]` is valid for writing.
+        let r = unsafe {
+            syscall(
                 SYS_READ,
                 fd as usize,
                 buf.as_mut_ptr().add(n) as usize,
                 buf.len() - n,
                 0,
-            );
-            if r <= 0 {
-                break;
-            }
-            n += r as usize;
+            )
+        };
+        if r <= 0 {
+            break;
         }
-        syscall(SYS_CLOSE, fd as usize, 0, 0, 0);
-        n as isize
+        n += r as usize;
     }
+    n as isize
 }
 
 // The memory functions rustc's code calls. Hidden: they must not interpose the process's own.

@@ -51,8 +51,10 @@ fn tool(prog: &str, args: &[&str], so: &Path) -> String {
     stdout(&o)
 }
 
-/// The import check on the library as udocker writes it out.
-fn check_imports(so: &Path) {
+/// The import check on the library as udocker writes it out; `needed` is the one library it
+/// names: `libdl.so.2` as built (glibc before 2.34 keeps dlsym there), `libc.so.6` where
+/// the container's libc defines dlsym@GLIBC_2.2.5 (udocker/src/engine/shim.rs).
+fn check_imports(so: &Path, needed: &str) {
     let syms = tool("objdump", &["-T"], so);
     let undefined: Vec<&str> = syms.lines().filter(|l| l.contains("*UND*")).collect();
     assert_eq!(
@@ -121,9 +123,9 @@ fn check_imports(so: &Path) {
         );
     }
     let dynamic = tool("readelf", &["-d"], so);
-    let needed: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
-    assert_eq!(needed.len(), 1, "NEEDED entries:\n{dynamic}");
-    assert!(needed[0].contains("[libdl.so.2]"), "{dynamic}");
+    let entries: Vec<&str> = dynamic.lines().filter(|l| l.contains("(NEEDED)")).collect();
+    assert_eq!(entries.len(), 1, "NEEDED entries:\n{dynamic}");
+    assert!(entries[0].contains(&format!("[{needed}]")), "{dynamic}");
     assert!(!dynamic.contains("TEXTREL"), "{dynamic}");
     let versions = tool("objdump", &["-T"], so);
     let mut v: Vec<&str> = versions
@@ -141,12 +143,41 @@ fn library_imports_only_dlsym_at_the_baseline_version() {
     run_ok(&t, &["deb", "true"]);
     let so = t.udir.join("containers").join(&id).join("libfakechroot.so");
     assert!(so.is_file(), "{} not written", so.display());
-    check_imports(&so);
+    // Bookworm: glibc 2.36, whose libc.so.6 has dlsym@GLIBC_2.2.5.
+    check_imports(&so, "libc.so.6");
     // Written once: a second run leaves the same file (same inode) in place.
     let ino = |p: &Path| std::os::unix::fs::MetadataExt::ino(&fs::metadata(p).unwrap());
     let before = ino(&so);
     run_ok(&t, &["deb", "true"]);
     assert_eq!(ino(&so), before, "libfakechroot.so rewritten");
+}
+
+/// The loader probes no library subdirectory the container lacks: `--glibc-hwcaps-mask` with an
+/// empty list (glibc >= 2.33) and LD_HWCAP_MASK=0 (the legacy capability directories) are
+/// given only while no such directory exists; a program still sees its own name and path.
+#[test]
+fn loader_skips_hwcap_directories_the_container_lacks() {
+    let (t, _, root) = setup();
+    let show = "cat /proc/self/cmdline | tr '\\0' ' '; echo; echo \"hwcap=$LD_HWCAP_MASK\"; readlink /proc/self/exe";
+    let out = sh(&t, show);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(
+        lines[0].contains(" --argv0 cat --glibc-hwcaps-mask  /"),
+        "expected the empty mask after --argv0:\n{out}"
+    );
+    assert_eq!(lines[1], "hwcap=0", "{out}");
+    assert_eq!(lines[2], "/usr/bin/readlink", "{out}");
+    // A container with such directories gets neither.
+    let lib = root.join("usr/lib/x86_64-linux-gnu");
+    fs::create_dir_all(lib.join("glibc-hwcaps/x86-64-v2")).unwrap();
+    fs::create_dir_all(lib.join("tls")).unwrap();
+    let out = sh(&t, show);
+    let lines: Vec<&str> = out.lines().collect();
+    assert!(!lines[0].contains("hwcaps"), "{out}");
+    assert_eq!(lines[1], "hwcap=", "{out}");
+    assert_eq!(lines[2], "/usr/bin/readlink", "{out}");
+    fs::remove_dir_all(lib.join("glibc-hwcaps")).unwrap();
+    fs::remove_dir_all(lib.join("tls")).unwrap();
 }
 
 #[test]
@@ -891,10 +922,11 @@ fn musl_container_runs_with_the_same_library() {
         fs::read_to_string(root.join("tmp/musl-written")).unwrap(),
         "w\n"
     );
-    // The library udocker wrote is the one it writes for glibc containers, and its imports pass
-    // the same check.
+    // The library udocker wrote is the one it writes for glibc containers (up to the name of
+    // the library that defines dlsym), and its imports pass the same check.
     let so = t.udir.join("containers").join(&id).join("libfakechroot.so");
-    check_imports(&so);
+    // musl has no libc.so.6: the library as built (musl's loader takes libdl.so.2 as itself).
+    check_imports(&so, "libdl.so.2");
     let img = t.fx.get("DEBIAN_REF");
     t.ud_ok(&["pull", &img]);
     let deb = t.ud_ok(&["create", "--name=deb", &img]).trim().to_string();
@@ -905,7 +937,17 @@ fn musl_container_runs_with_the_same_library() {
         .join("containers")
         .join(&deb)
         .join("libfakechroot.so");
-    assert_eq!(fs::read(&so).unwrap(), fs::read(&deb_so).unwrap());
+    let (a, b) = (fs::read(&so).unwrap(), fs::read(&deb_so).unwrap());
+    assert_eq!(a.len(), b.len(), "library sizes differ");
+    let differ: Vec<usize> = (0..a.len()).filter(|&i| a[i] != b[i]).collect();
+    let at = a
+        .windows(12)
+        .position(|w| w == b"\0libdl.so.2\0")
+        .expect("libdl.so.2 named in the musl container's library");
+    assert!(
+        differ.iter().all(|&i| i > at && i < at + 12) && &b[at..at + 12] == b"\0libc.so.6\0\0",
+        "the two libraries differ at {differ:?}, not only in the needed name at {at}"
+    );
 }
 
 #[test]
@@ -1202,7 +1244,7 @@ fn rootfs_container(t: &TestEnv, suite: &str) -> Option<(String, PathBuf)> {
     Some((id, root))
 }
 
-fn f2_suite(suite: &str, version_prefix: &str) {
+fn f2_suite(suite: &str, version_prefix: &str, needed: &str) {
     let t = TestEnv::new();
     let Some((id, root)) = rootfs_container(&t, suite) else {
         return;
@@ -1217,16 +1259,23 @@ fn f2_suite(suite: &str, version_prefix: &str) {
         &["bash", "-c", "cat /etc/debian_version; ls /usr/lib/os-release; cd /etc && /bin/pwd; dpkg-query -W -f='${Package}\\n' bash"],
         &format!("{v}/usr/lib/os-release\n/etc\nbash\n"),
     );
+    // The library written for it names the libc that has dlsym (glibc >= 2.34) or libdl.
+    let so = t.udir.join("containers").join(&id).join("libfakechroot.so");
+    let dynamic = tool("readelf", &["-d"], &so);
+    assert!(
+        dynamic.contains(&format!("[{needed}]")),
+        "{suite}:\n{dynamic}"
+    );
 }
 
 #[test]
 fn f2_bullseye_glibc_2_31() {
-    f2_suite("bullseye", "11.");
+    f2_suite("bullseye", "11.", "libdl.so.2");
 }
 
 #[test]
 fn f2_trixie_glibc_2_41() {
-    f2_suite("trixie", "13");
+    f2_suite("trixie", "13", "libc.so.6");
 }
 
 // ---------------------------------------------------------------------------------------------

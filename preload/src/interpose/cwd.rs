@@ -247,7 +247,7 @@ pub unsafe extern "C" fn symlinkat(target: *const c_char, d: c_int, p: *const c_
 }
 
 /// The program the loader was asked to run: from `/proc/self/cmdline`, which is
-/// `LOADER [--argv0 NAME] PROGRAM ARGS` for every program the shim or udocker starts. Its length
+/// `LOADER [--argv0 NAME] [--glibc-hwcaps-mask LIST] PROGRAM ARGS` for every program the shim or udocker starts. Its length
 /// in `out`. (glibc's link map names the main program "", so `dl_iterate_phdr` cannot tell.)
 pub(super) fn main_program(out: &mut [u8; PATH_MAX]) -> Option<usize> {
     let mut buf = [0u8; 2 * PATH_MAX + 64];
@@ -258,7 +258,8 @@ pub(super) fn main_program(out: &mut [u8; PATH_MAX]) -> Option<usize> {
     let mut args = buf[..n as usize].split(|&b| b == 0);
     args.next()?;
     let mut a = args.next()?;
-    if a == b"--argv0" {
+    // The options exec.rs puts before the program, each with its value.
+    while a == b"--argv0" || a == b"--glibc-hwcaps-mask" {
         args.next()?;
         a = args.next()?;
     }

@@ -77,6 +77,21 @@ fn same_key(env: &[u8], kv: &[u8]) -> bool {
     env.len() > k.len() && env.starts_with(k) && env[k.len()] == b'='
 }
 
+/// `same_key` on the caller's C string, reading only as far as the key: environments hold long
+/// values (LD_LIBRARY_PATH, the volume map), and measuring every entry for every preserved
+/// variable cost a few microseconds per exec.
+///
+/// # Safety
+/// `e` is a NUL-terminated string.
+unsafe fn c_same_key(e: *const c_char, kv: &[u8]) -> bool {
+    let k = &kv[..kv.iter().position(|&b| b == b'=').unwrap_or(kv.len())];
+    // SAFETY: the key has no NUL, so a shorter string differs at its terminator at the latest
+    // and nothing past it is read.
+    unsafe {
+        k.iter().enumerate().all(|(i, &b)| *e.add(i) as u8 == b) && *e.add(k.len()) as u8 == b'='
+    }
+}
+
 /// The file type bits (`st_mode & S_IFMT`) of host path `p` (NUL-terminated), following a final
 /// symlink unless `flags` has AT_SYMLINK_NOFOLLOW; Err(-errno) on failure. x86_64 struct stat:
 /// 144 bytes, st_mode a u32 at offset 24 (stat(2)).
@@ -150,18 +165,31 @@ pub(super) unsafe fn prepare(
     if r < 0 {
         return Err(-r as c_int);
     }
-    // The file itself, symlinks resolved: the loader is handed this, as the kernel records the
-    // resolved file as /proc/self/exe, and the loader takes $ORIGIN from the name it is given.
-    let mut canon = [0u8; PATH_MAX];
-    if let Some(n) = canonical(hp, &mut canon) {
-        host[..=n].copy_from_slice(&canon[..=n]);
-        hp = host.as_ptr().cast();
+    // One descriptor gives the header and the file itself, symlinks resolved: the loader is
+    // handed the latter, as the kernel records the resolved file as /proc/self/exe, and the
+    // loader takes $ORIGIN from the name it is given.
+    // SAFETY: `hp` is NUL-terminated.
+    let fd = unsafe {
+        raw::syscall(
+            raw::SYS_OPENAT,
+            raw::AT_FDCWD as usize,
+            hp as usize,
+            raw::O_RDONLY_CLOEXEC,
+            0,
+        )
+    };
+    if fd < 0 {
+        return Err(-fd as c_int);
     }
     let mut hdr = [0u8; 1024];
-    let mut n = raw::read_head(hp.cast(), &mut hdr);
-    if n < 0 {
-        return Err(-n as c_int);
+    let mut n = raw::read_full(fd as c_int, &mut hdr);
+    let mut canon = [0u8; PATH_MAX];
+    if let Some(c) = canonical(fd as c_int, &mut canon) {
+        host[..=c].copy_from_slice(&canon[..=c]);
+        hp = host.as_ptr().cast();
     }
+    // SAFETY: our own descriptor.
+    unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
     // F4: a program made after setup (compiled, installed) still names the host's loader:
     // re-root it first (spec §3: the patcher runs with an empty environment), then read it again.
     if let Some(patcher) = cfg.patcher() {
@@ -181,7 +209,7 @@ pub(super) unsafe fn prepare(
     // The preserved variables, FAKECHROOT=true, FAKECHROOT_VERSION, and FAKECHROOT_BASE again
     // after a chroot.
     let npres = config::PRESERVED.len() + 3;
-    let ptrs = (argc + 8) + (envc + npres + 1);
+    let ptrs = (argc + 10) + (envc + npres + 1);
     let strings = 2 * 512 + 2 * LIBPATH_MAX;
     let len = (ptrs * 8 + strings + 4095) & !4095;
     let map = raw::map(len);
@@ -201,7 +229,7 @@ pub(super) unsafe fn prepare(
     };
     // SAFETY: inside the mapping (ptrs * 8 bytes of pointers, then the strings).
     let mut ev = Vec0 {
-        at: unsafe { map.cast::<*const c_char>().add(argc + 8) },
+        at: unsafe { map.cast::<*const c_char>().add(argc + 10) },
         n: 0,
     };
     // SAFETY: as above.
@@ -214,12 +242,17 @@ pub(super) unsafe fn prepare(
     let argv0 = if argc > 0 { arg(0) } else { file };
     let loader = cfg.loader();
     let opt = cfg.argv0_opt();
+    let hwcaps = cfg.hwcaps_opt();
     let via_loader = |av: &mut Vec0, name: *const c_char| {
         if let Some(l) = loader {
             av.push(l.as_ptr().cast());
             if let Some(o) = opt {
                 av.push(o.as_ptr().cast());
                 av.push(name);
+            }
+            if let Some(h) = hwcaps {
+                av.push(h.as_ptr().cast());
+                av.push(c"".as_ptr());
             }
         }
     };
@@ -277,6 +310,10 @@ pub(super) unsafe fn prepare(
     let mut lib_at = None;
     for i in 0..envc {
         // SAFETY: as above.
+        if !unsafe { c_same_key(env_at(i), b"LD_LIBRARY_PATH=") } {
+            continue;
+        }
+        // SAFETY: as above.
         let e = unsafe { cstr(env_at(i)) };
         if let Some(v) = e.strip_prefix(b"LD_LIBRARY_PATH=") {
             if cfg.active() && Some(v) != cfg.preserved_value(b"LD_LIBRARY_PATH") {
@@ -305,13 +342,13 @@ pub(super) unsafe fn prepare(
             ev.push(s3.as_ptr().cast());
             continue;
         }
+        let e = env_at(i);
         // SAFETY: as above.
-        let e = unsafe { cstr(env_at(i)) };
-        if lib_rewritten && same_key(e, b"LD_LIBRARY_REAL=") {
+        let key = |kv: &[u8]| unsafe { c_same_key(e, kv) };
+        if lib_rewritten && key(b"LD_LIBRARY_REAL=") {
             continue;
         }
-        if same_key(e, b"FAKECHROOT=") || (chroot_env.is_some() && same_key(e, b"FAKECHROOT_BASE="))
-        {
+        if key(b"FAKECHROOT=") || (chroot_env.is_some() && key(b"FAKECHROOT_BASE=")) {
             continue;
         }
         ev.push(env_at(i));
@@ -327,7 +364,7 @@ pub(super) unsafe fn prepare(
             continue;
         }
         // SAFETY: the caller's env strings are NUL-terminated.
-        let present = (0..envc).any(|i| same_key(unsafe { cstr(env_at(i)) }, kv));
+        let present = (0..envc).any(|i| unsafe { c_same_key(env_at(i), kv) });
         if !present {
             ev.push(kv.as_ptr().cast());
         }
@@ -335,7 +372,7 @@ pub(super) unsafe fn prepare(
     // FAKECHROOT_VERSION is set by the library (§4.4) unless the environment has one.
     let has_version = (0..envc).any(|i| {
         // SAFETY: as above.
-        same_key(unsafe { cstr(env_at(i)) }, VERSION_ENV)
+        unsafe { c_same_key(env_at(i), VERSION_ENV) }
     });
     if !has_version && cfg.preserved_value(b"FAKECHROOT_VERSION").is_none() {
         ev.push(VERSION_ENV.as_ptr().cast());
@@ -728,27 +765,10 @@ unsafe fn do_execveat(
     unsafe { do_execve(host.as_ptr().cast(), argv, envp) }
 }
 
-/// The path of the file `p` names, every symlink resolved (the kernel's own answer through
+/// The path of the file open at `fd`, every symlink resolved (the kernel's own answer through
 /// /proc/self/fd), NUL-terminated in `out`; its length.
-fn canonical(p: *const c_char, out: &mut [u8; PATH_MAX]) -> Option<usize> {
-    const O_PATH_CLOEXEC: usize = 0o10000000 | 0o2000000;
-    // SAFETY: `p` is NUL-terminated.
-    let fd = unsafe {
-        raw::syscall(
-            raw::SYS_OPENAT,
-            raw::AT_FDCWD as usize,
-            p as usize,
-            O_PATH_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return None;
-    }
-    let r = super::host_dir(fd as c_int, out);
-    // SAFETY: our own descriptor.
-    unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
-    let n = r.ok()?;
+fn canonical(fd: c_int, out: &mut [u8; PATH_MAX]) -> Option<usize> {
+    let n = super::host_dir(fd, out).ok()?;
     if n == 0 || n >= PATH_MAX || out[0] != b'/' {
         return None;
     }

@@ -27,6 +27,7 @@ const O_NOFOLLOW: usize = 0o400000;
 const O_CLOEXEC: usize = 0o2000000;
 const F_DUPFD_CLOEXEC: usize = 1030;
 const RLIMIT_NOFILE: usize = 7;
+const EINVAL: isize = 22;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_IN_ROOT: u64 = 0x10;
 
@@ -61,35 +62,40 @@ pub fn get() -> Option<c_int> {
     if low < 0 {
         return None;
     }
-    let mut rl = [0u64; 2];
-    // SAFETY: prlimit64(0, RLIMIT_NOFILE, NULL, &old) reads this process's limit into `rl`.
-    let r = unsafe {
-        raw::syscall(
-            raw::SYS_PRLIMIT64,
-            0,
-            RLIMIT_NOFILE,
-            0,
-            rl.as_mut_ptr() as usize,
-        )
-    };
     // Fd 63: the last of the table every process has (the kernel's fdtable embeds
     // BITS_PER_LONG = 64 slots; a higher number reallocates the table, and every later fork
     // copies the larger one: 100 us per fork+exec with the 20000-fd limit seen here). Lower
-    // when the soft limit is under 64.
-    let soft = if r == 0 { rl[0] } else { 64 };
-    let hint = 63u64.min(soft.saturating_sub(1)).max(3);
-    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on our own descriptor, then close of the low copy.
-    let fd = unsafe {
-        let hi = raw::syscall(
+    // when the soft limit is under 64: fcntl(2) answers EINVAL for a number at or above it, and
+    // only then is the limit read (one system call less at every program start).
+    // SAFETY: fcntl(F_DUPFD_CLOEXEC) on our own descriptor.
+    let dup = |hint: u64| unsafe {
+        raw::syscall(
             raw::SYS_FCNTL,
             low as usize,
             F_DUPFD_CLOEXEC,
             hint as usize,
             0,
-        );
-        raw::syscall(raw::SYS_CLOSE, low as usize, 0, 0, 0);
-        hi
+        )
     };
+    let mut fd = dup(63);
+    if fd == -EINVAL {
+        let mut rl = [0u64; 2];
+        // SAFETY: prlimit64(0, RLIMIT_NOFILE, NULL, &old) reads this process's limit into `rl`.
+        let r = unsafe {
+            raw::syscall(
+                raw::SYS_PRLIMIT64,
+                0,
+                RLIMIT_NOFILE,
+                0,
+                rl.as_mut_ptr() as usize,
+            )
+        };
+        if r == 0 && rl[0] < 64 {
+            fd = dup(rl[0].saturating_sub(1).max(3));
+        }
+    }
+    // SAFETY: the low copy is ours.
+    unsafe { raw::syscall(raw::SYS_CLOSE, low as usize, 0, 0, 0) };
     if fd < 0 {
         return None;
     }

@@ -1,7 +1,7 @@
 //! F1: the container's programs run natively with the fakechroot shim (`preload/`) in
 //! LD_PRELOAD, through the container's own loader (`spec/udocker.md` §5, F1–F4;
 //! `spec/elf-fakechroot.md` §4). The shim is embedded in this binary (built by `build.rs`) and
-//! written to `<container dir>/libfakechroot.so` when it is missing or differs.
+//! written to `<container dir>/libfakechroot.so` when it is missing or differs (`shim.rs`).
 //!
 //! The command line is upstream's `env -i K=V… <ROOT>/<ld.so> <host path of the program> args`
 //! (scripts: `<ld.so> <host interpreter> [arg] <script> args`), with `--argv0` when the loader
@@ -30,9 +30,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use tracer::path::RealFs;
 
-/// The shim, as built for this binary's architecture (empty where F modes are not supported).
-pub static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libpreload.so"));
-
 /// The guest paths where the x86_64 loader lives, in order of preference: glibc's, then musl's
 /// (which is musl's libc itself; Alpine and Debian's `musl` package put it there).
 const LOADERS: &[&str] = &[
@@ -54,22 +51,6 @@ const LIB_DIRS: &[&str] = &[
     "/usr/local/lib",
     "/usr/lib",
 ];
-
-/// Write the embedded library into the container directory (atomically, only when it differs)
-/// and return its path.
-pub fn install_library(state_dir: &Path) -> Result<PathBuf, EngineError> {
-    if LIBRARY.is_empty() {
-        return Err(EngineError::Unavailable(format!(
-            "execution mode F1 is not available on {}",
-            std::env::consts::ARCH
-        )));
-    }
-    let p = state_dir.join("libfakechroot.so");
-    if fs::read(&p).ok().as_deref() != Some(LIBRARY) {
-        crate::fsutil::write_atomic(&p, LIBRARY, 0o755).map_err(io_err("writing", &p))?;
-    }
-    Ok(p)
-}
 
 /// `(host path, guest path)` of a guest path resolved inside the container.
 fn resolve(tr: &tracer::path::Translator, guest: &str) -> Option<(String, PathBuf)> {
@@ -162,7 +143,7 @@ fn head(p: &Path) -> Vec<u8> {
 pub fn launch(
     tr: &tracer::path::Translator,
     loader: Option<&Path>,
-    argv0_opt: bool,
+    opts: LoaderOpts,
     argv: &[String],
 ) -> Result<Launch, EngineError> {
     let prog = &argv[0];
@@ -171,9 +152,13 @@ pub fn launch(
     let mut out: Vec<Vec<u8>> = Vec::new();
     let via_loader = |out: &mut Vec<Vec<u8>>, name: &str, loader: &Path| {
         out.push(loader.as_os_str().as_bytes().to_vec());
-        if argv0_opt {
+        if opts.argv0 {
             out.push(b"--argv0".to_vec());
             out.push(name.as_bytes().to_vec());
+        }
+        if opts.hwcaps_mask {
+            out.push(HWCAPS_MASK.as_bytes().to_vec());
+            out.push(Vec::new());
         }
     };
     let file = match (elf_dynamic(&hb), loader) {
@@ -211,19 +196,31 @@ pub fn launch(
     Ok(Launch { file, argv: out })
 }
 
+/// How the container's programs are loaded: its loader and what that takes, its library
+/// directories (LD_LIBRARY_PATH order), the shim written for it.
+pub struct Loading<'a> {
+    pub loader: &'a Path,
+    pub opts: LoaderOpts,
+    pub libdirs: &'a [String],
+    pub library: &'a Path,
+}
+
 /// The environment of an F1-F4 run: the plan's, plus what the shim (and in F2 the patched
 /// loader) reads.
 pub fn environment(
     plan: &Plan,
     root: &Path,
-    library: &Path,
-    loader: &Path,
-    argv0_opt: bool,
+    ld: &Loading,
     state_dir: &Path,
     warnings: &mut Vec<String>,
 ) -> BTreeMap<String, String> {
+    let Loading {
+        loader,
+        opts,
+        libdirs,
+        library,
+    } = *ld;
     let mode = plan.mode;
-    let tr = super::translator(root, &plan.volumes);
     let mut env = plan.env.clone();
     let s = |p: &Path| p.to_string_lossy().into_owned();
     let mut exclude: Vec<String> = Vec::new();
@@ -251,7 +248,6 @@ pub fn environment(
     }
     // Most specific first, as upstream sorts them (by container path, descending).
     map.sort_by(|a, b| b.1.cmp(&a.1));
-    let libdirs = container_lib_dirs(&tr, root);
     env.insert("FAKECHROOT_BASE".into(), s(root));
     env.insert("LD_PRELOAD".into(), s(library));
     // ldconfig would rewrite the container's ld.so.cache with host paths: it succeeds without
@@ -263,9 +259,20 @@ pub fn environment(
     // ELFLOADER"); the shim then execs them directly.
     if !mode.patches_binaries() {
         env.insert("FAKECHROOT_ELFLOADER".into(), s(loader));
-        if argv0_opt {
+        if opts.argv0 {
             env.insert("FAKECHROOT_ELFLOADER_OPT_ARGV0".into(), "--argv0".into());
         }
+        if opts.hwcaps_mask {
+            env.insert(
+                "FAKECHROOT_ELFLOADER_OPT_HWCAPS_MASK".into(),
+                HWCAPS_MASK.into(),
+            );
+        }
+    }
+    if hwcap_probes(libdirs, LoaderOpts::default()).1 {
+        // The user's value wins (`env.entry`): it is theirs to set.
+        env.entry("LD_HWCAP_MASK".into())
+            .or_insert_with(|| "0".into());
     }
     if mode == ExecMode::F4 {
         // The shim re-roots an ELF the container made (compiled, installed) before its first
@@ -297,14 +304,54 @@ pub fn environment(
     env
 }
 
-/// Does this loader take `--argv0`? glibc >= 2.33 has the literal option; musl's loader (1.2.2
-/// and later) compares the option name after the dashes, next to `library-path` and `preload`.
-fn loader_has_argv0(loader: &Path) -> bool {
+/// What the container's loader takes on its command line (read from the file: the option
+/// names are strings in it).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LoaderOpts {
+    /// `--argv0 NAME`: glibc >= 2.33 has the literal option; musl's loader (1.2.2 and later)
+    /// compares the option name after the dashes, next to `library-path` and `preload`.
+    pub argv0: bool,
+    /// `--glibc-hwcaps-mask LIST` (glibc >= 2.33), set by `environment` to an empty list when
+    /// no library directory has a `glibc-hwcaps` subdirectory (see `HWCAPS_MASK`).
+    pub hwcaps_mask: bool,
+}
+
+fn loader_opts(loader: &Path) -> LoaderOpts {
     let Ok(b) = fs::read(loader) else {
-        return false;
+        return LoaderOpts::default();
     };
     let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
-    has(b"--argv0\0") || (has(b"\0library-path\0") && has(b"\0argv0\0"))
+    LoaderOpts {
+        argv0: has(b"--argv0\0") || (has(b"\0library-path\0") && has(b"\0argv0\0")),
+        hwcaps_mask: has(b"--glibc-hwcaps-mask\0"),
+    }
+}
+
+/// The loader option that limits the `glibc-hwcaps/x86-64-v{2,3,4}` subdirectories probed
+/// in every LD_LIBRARY_PATH directory (ld.so(8)); followed by an empty list, none is. The
+/// probes are an open and a stat each that fail when the subdirectory does not exist: six
+/// system calls of every exec with the container's directories in LD_LIBRARY_PATH, where a
+/// native run reads ld.so.cache. Passed only when no library directory has `glibc-hwcaps`,
+/// so no library the native run would pick is skipped.
+const HWCAPS_MASK: &str = "--glibc-hwcaps-mask";
+
+/// The legacy hwcap subdirectories glibc before 2.37 probes the same way on x86_64 (the
+/// platforms and capability names of its `dl-procinfo`, and `tls`). When none exists in any
+/// library directory, `LD_HWCAP_MASK=0` removes the capability-named ones (eight of the
+/// twenty failing calls per exec with glibc 2.36); `tls` and the platform directory stay.
+const LEGACY_HWCAP_DIRS: &[&str] = &["tls", "x86_64", "haswell", "xeon_phi", "avx512_1"];
+
+/// `(pass the empty --glibc-hwcaps-mask, set LD_HWCAP_MASK=0)` for these library directories.
+fn hwcap_probes(libdirs: &[String], opts: LoaderOpts) -> (bool, bool) {
+    let none = |names: &[&str]| {
+        !libdirs
+            .iter()
+            .any(|d| names.iter().any(|n| Path::new(d).join(n).exists()))
+    };
+    (
+        opts.hwcaps_mask && none(&["glibc-hwcaps"]),
+        none(LEGACY_HWCAP_DIRS),
+    )
 }
 
 /// The container's loader: `(guest path, host path of the file it resolves to inside ROOT)`.
@@ -544,8 +591,10 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         }
     }
     let (_, loader) = find_loader(&tr)?;
-    let library = install_library(state_dir)?;
-    let argv0_opt = loader_has_argv0(&loader);
+    let libdirs = container_lib_dirs(&tr, &root);
+    let library = super::shim::install(state_dir, &libdirs)?;
+    let mut opts = loader_opts(&loader);
+    opts.hwcaps_mask = hwcap_probes(&libdirs, opts).0;
     // F modes run as the host user: there is no fake identity without a tracer (upstream maps
     // root to the host user too). Say so when another user was asked for.
     let me = nix::unistd::getuid().as_raw();
@@ -559,9 +608,12 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
     let env = environment(
         plan,
         &root,
-        &library,
-        &loader,
-        argv0_opt,
+        &Loading {
+            loader: &loader,
+            opts,
+            libdirs: &libdirs,
+            library: &library,
+        },
         state_dir,
         &mut warnings,
     );
@@ -583,7 +635,7 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
     let l = launch(
         &tr,
         (!mode.patches_binaries()).then_some(loader.as_path()),
-        argv0_opt,
+        opts,
         &plan.argv,
     )?;
     let (_, cwd) =
@@ -703,6 +755,52 @@ pub fn convert_links(root: &Path, to_container: bool) -> Result<usize, EngineErr
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hwcap_probes_only_where_no_such_directory_exists() {
+        let t = tempfile::tempdir().unwrap();
+        let (a, b) = (t.path().join("a"), t.path().join("b"));
+        fs::create_dir_all(&a).unwrap();
+        fs::create_dir_all(&b).unwrap();
+        let dirs = [
+            a.to_string_lossy().into_owned(),
+            b.to_string_lossy().into_owned(),
+        ];
+        let glibc = LoaderOpts {
+            argv0: true,
+            hwcaps_mask: true,
+        };
+        assert_eq!(hwcap_probes(&dirs, glibc), (true, true));
+        // A loader without the option never gets it.
+        assert_eq!(hwcap_probes(&dirs, LoaderOpts::default()), (false, true));
+        fs::create_dir_all(b.join("glibc-hwcaps/x86-64-v3")).unwrap();
+        assert_eq!(hwcap_probes(&dirs, glibc), (false, true));
+        fs::create_dir_all(a.join("haswell")).unwrap();
+        assert_eq!(hwcap_probes(&dirs, glibc), (false, false));
+    }
+
+    #[test]
+    fn loader_options_from_the_file() {
+        let t = tempfile::tempdir().unwrap();
+        let p = t.path().join("ld.so");
+        fs::write(&p, b"\0--argv0\0--glibc-hwcaps-mask\0").unwrap();
+        assert_eq!(
+            loader_opts(&p),
+            LoaderOpts {
+                argv0: true,
+                hwcaps_mask: true
+            }
+        );
+        fs::write(&p, b"\0library-path\0argv0\0").unwrap();
+        assert_eq!(
+            loader_opts(&p),
+            LoaderOpts {
+                argv0: true,
+                hwcaps_mask: false
+            }
+        );
+        assert_eq!(loader_opts(&t.path().join("none")), LoaderOpts::default());
+    }
 
     #[test]
     fn shebang_lines() {

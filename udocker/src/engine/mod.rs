@@ -13,6 +13,7 @@ pub mod fakechroot;
 pub mod nvidia;
 pub mod ptrace;
 pub mod runc;
+pub mod shim;
 pub mod singularity;
 pub mod users;
 
