@@ -33,6 +33,7 @@ fn main() {
     let so = out.join("libpreload.so");
     if !(target.starts_with("x86_64-") && target.contains("-linux-")) {
         fs::write(&so, b"").expect("write empty libpreload.so");
+        println!("cargo:rustc-env=PRELOAD_HASH=none");
         return;
     }
     let stub = out.join("preload-stub");
@@ -108,6 +109,15 @@ fn main() {
         run(&mut shim(&[]));
     }
     rename(&tmp, &so);
+    // An identity of the library for the container directories' stamp (engine/shim.rs): FNV-1a
+    // of its bytes.
+    let h = fs::read(&so)
+        .expect("read libpreload.so")
+        .iter()
+        .fold(0xcbf2_9ce4_8422_2325u64, |h, &b| {
+            (h ^ b as u64).wrapping_mul(0x100_0000_01b3)
+        });
+    println!("cargo:rustc-env=PRELOAD_HASH={h:016x}");
 }
 
 fn rename(a: &Path, b: &Path) {

@@ -523,7 +523,10 @@ fn start(
         }
         ExecMode::S1 => engine::singularity::execute(&plan, verbose),
         ExecMode::F1 | ExecMode::F2 | ExecMode::F3 | ExecMode::F4 => {
-            engine::fakechroot::execute(&plan, &target.state_dir, verbose)
+            // With --rm or a --location scratch directory, cleanup follows the run: keep this
+            // process as the program's parent; otherwise the program replaces it.
+            let replace = rm.is_none() && tmp_state.is_none();
+            engine::fakechroot::execute(&plan, &target.state_dir, verbose, replace)
         }
     }
     .map_err(fail)?;

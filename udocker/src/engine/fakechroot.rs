@@ -316,14 +316,35 @@ pub struct LoaderOpts {
     pub hwcaps_mask: bool,
 }
 
-fn loader_opts(loader: &Path) -> LoaderOpts {
-    let Ok(b) = fs::read(loader) else {
-        return LoaderOpts::default();
-    };
-    let has = |needle: &[u8]| b.windows(needle.len()).any(|w| w == needle);
+/// `loader_opts` of the file, cached in the container directory against its identity.
+fn loader_opts_cached(state_dir: &Path, loader: &Path) -> LoaderOpts {
+    let v = super::shim::file_fact(state_dir, "loader.opts", loader, |b| {
+        let o = loader_opts(b);
+        format!("argv0={},hwcaps={}", o.argv0 as u8, o.hwcaps_mask as u8)
+    })
+    .unwrap_or_default();
     LoaderOpts {
-        argv0: has(b"--argv0\0") || (has(b"\0library-path\0") && has(b"\0argv0\0")),
-        hwcaps_mask: has(b"--glibc-hwcaps-mask\0"),
+        argv0: v.contains("argv0=1"),
+        hwcaps_mask: v.contains("hwcaps=1"),
+    }
+}
+
+/// The options the loader's bytes name: one pass over its NUL-separated strings (the option
+/// names are C strings in it).
+fn loader_opts(b: &[u8]) -> LoaderOpts {
+    let (mut argv0, mut lib_path, mut musl_argv0, mut hwcaps) = (false, false, false, false);
+    for w in b.split(|&c| c == 0) {
+        match w {
+            b"--argv0" => argv0 = true,
+            b"library-path" => lib_path = true,
+            b"argv0" => musl_argv0 = true,
+            b"--glibc-hwcaps-mask" => hwcaps = true,
+            _ => {}
+        }
+    }
+    LoaderOpts {
+        argv0: argv0 || (lib_path && musl_argv0),
+        hwcaps_mask: hwcaps,
     }
 }
 
@@ -559,8 +580,14 @@ pub fn restore_binaries(root: &Path, state_dir: &Path) -> Result<bool, EngineErr
     Ok(true)
 }
 
-/// Run the plan in F1 or F2; returns the exit status (128+N for death by signal N).
-pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, EngineError> {
+/// Run the plan in F1-F4; returns the exit status (128+N for death by signal N). With
+/// `replace`, the program is exec'd in this process's place and this returns only on failure.
+pub fn execute(
+    plan: &Plan,
+    state_dir: &Path,
+    verbose: u8,
+    replace: bool,
+) -> Result<i32, EngineError> {
     let mode = plan.mode;
     let root = fs::canonicalize(&plan.root).map_err(io_err("resolving", &plan.root))?;
     let tr = super::translator(&root, &plan.volumes);
@@ -593,7 +620,7 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
     let (_, loader) = find_loader(&tr)?;
     let libdirs = container_lib_dirs(&tr, &root);
     let library = super::shim::install(state_dir, &libdirs)?;
-    let mut opts = loader_opts(&loader);
+    let mut opts = loader_opts_cached(state_dir, &loader);
     opts.hwcaps_mask = hwcap_probes(&libdirs, opts).0;
     // F modes run as the host user: there is no fake identity without a tracer (upstream maps
     // root to the host user too). Say so when another user was asked for.
@@ -652,6 +679,17 @@ pub fn execute(plan: &Plan, state_dir: &Path, verbose: u8) -> Result<i32, Engine
         .env_clear()
         .envs(&env)
         .current_dir(&cwd);
+    if replace {
+        // Nothing is left to do after the program: it takes this process's place (exec), as
+        // `exec` in a shell. No fork, no wait, no second process in the job's tree, signals
+        // reach the program itself, and the caller sees its exit status (or its death by a
+        // signal) directly. A fork+exec through posix_spawn cost ~0.3 ms on the machine of
+        // scripts/bench-fake, where glibc's child resets all 64 signal actions one by one.
+        use std::io::Write;
+        let _ = std::io::stdout().flush();
+        let e = cmd.exec();
+        return Err(EngineError::Io("running".into(), l.file.clone(), e));
+    }
     let st = cmd
         .status()
         .map_err(|e| EngineError::Io("running".into(), l.file.clone(), e))?;
@@ -783,23 +821,36 @@ mod tests {
     fn loader_options_from_the_file() {
         let t = tempfile::tempdir().unwrap();
         let p = t.path().join("ld.so");
-        fs::write(&p, b"\0--argv0\0--glibc-hwcaps-mask\0").unwrap();
+        let both = LoaderOpts {
+            argv0: true,
+            hwcaps_mask: true,
+        };
+        fs::write(&p, b"x\0--argv0\0--glibc-hwcaps-mask\0").unwrap();
+        assert_eq!(loader_opts_cached(t.path(), &p), both);
+        // Cached: the same answer without reading the file again (a forged cache is believed
+        // while the file's identity holds)...
+        let c = fs::read_to_string(t.path().join("loader.opts")).unwrap();
+        fs::write(
+            t.path().join("loader.opts"),
+            c.replace("hwcaps=1", "hwcaps=0"),
+        )
+        .unwrap();
+        assert!(!loader_opts_cached(t.path(), &p).hwcaps_mask);
+        // ...and read again once it changes (musl: the name after the dashes).
+        fs::write(&p, b"\0library-path\0argv0\0more").unwrap();
         assert_eq!(
-            loader_opts(&p),
-            LoaderOpts {
-                argv0: true,
-                hwcaps_mask: true
-            }
-        );
-        fs::write(&p, b"\0library-path\0argv0\0").unwrap();
-        assert_eq!(
-            loader_opts(&p),
+            loader_opts_cached(t.path(), &p),
             LoaderOpts {
                 argv0: true,
                 hwcaps_mask: false
             }
         );
-        assert_eq!(loader_opts(&t.path().join("none")), LoaderOpts::default());
+        // Not a whole string: no.
+        assert_eq!(loader_opts(b"x--argv0y\0"), LoaderOpts::default());
+        assert_eq!(
+            loader_opts_cached(t.path(), &t.path().join("none")),
+            LoaderOpts::default()
+        );
     }
 
     #[test]

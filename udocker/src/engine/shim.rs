@@ -25,6 +25,8 @@ pub static LIBRARY: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/libpreload
 
 /// Where the cached answer lives in the container directory.
 const CACHE: &str = "libc.dlsym";
+/// What the library written last is (`PRELOAD_HASH`-variant) and that file's identity.
+const STAMP: &str = "libfakechroot.stamp";
 
 /// The needed library as the embedded file names it, and its replacement (same length, so the
 /// string table keeps its size and every offset into it stays valid).
@@ -40,10 +42,28 @@ pub fn install(state_dir: &Path, libdirs: &[String]) -> Result<PathBuf, EngineEr
             std::env::consts::ARCH
         )));
     }
-    let want = library(libc_has_dlsym(state_dir, libdirs));
+    let libc = libc_has_dlsym(state_dir, libdirs);
     let p = state_dir.join("libfakechroot.so");
+    // What should be there, and the identity of the file we last wrote it to: when both match,
+    // the 150 KB file is neither read nor compared (every `udocker run` in F1-F4 asks).
+    let want_id = format!("{}-{}", env!("PRELOAD_HASH"), libc as u8);
+    let stamp = state_dir.join(STAMP);
+    let written = fs::metadata(&p)
+        .ok()
+        .map(|md| format!("{want_id} {}", identity(&md)));
+    if written.is_some() && fs::read_to_string(&stamp).ok().as_deref() == written.as_deref() {
+        return Ok(p);
+    }
+    let want = library(libc);
     if fs::read(&p).ok().as_deref() != Some(&want[..]) {
         crate::fsutil::write_atomic(&p, &want, 0o755).map_err(io_err("writing", &p))?;
+    }
+    if let Ok(md) = fs::metadata(&p) {
+        let _ = crate::fsutil::write_atomic(
+            &stamp,
+            format!("{want_id} {}", identity(&md)).as_bytes(),
+            0o644,
+        );
     }
     Ok(p)
 }
@@ -94,35 +114,53 @@ fn dynstr_range(elf: &[u8]) -> Option<std::ops::Range<usize>> {
 /// Does the `libc.so.6` the loader will find first in `libdirs` define `dlsym@GLIBC_2.2.5`?
 /// False when there is none (musl) or it cannot be read: the embedded library is always safe.
 fn libc_has_dlsym(state_dir: &Path, libdirs: &[String]) -> bool {
-    let Some((libc, md)) = libdirs.iter().find_map(|d| {
-        let p = Path::new(d).join("libc.so.6");
-        let md = fs::metadata(&p).ok()?;
-        md.is_file().then_some((p, md))
-    }) else {
+    let Some(libc) = libdirs
+        .iter()
+        .map(|d| Path::new(d).join("libc.so.6"))
+        .find(|p| p.is_file())
+    else {
         return false;
     };
-    let key = format!(
+    file_fact(state_dir, CACHE, &libc, |b| {
+        if defines_dlsym_baseline(b) { "1" } else { "0" }.into()
+    })
+    .is_some_and(|v| v == "1")
+}
+
+/// The identity of a file for the caches below: device, inode, size, modification time (a
+/// replaced or rewritten file differs in one of them).
+fn identity(md: &fs::Metadata) -> String {
+    format!(
         "{} {} {} {}.{}",
         md.dev(),
         md.ino(),
         md.size(),
         md.mtime(),
         md.mtime_nsec()
-    );
-    let cache = state_dir.join(CACHE);
+    )
+}
+
+/// A fact about `file` (one word, computed by `f` from its bytes), cached in `state_dir/name`
+/// against the file's identity: `udocker run` reads a container's libc or loader (2 MB, 200 KB)
+/// only when it changed. `None` when the file cannot be read. The cache is only a cache: a
+/// failed write costs the next run one more read.
+pub fn file_fact(
+    state_dir: &Path,
+    name: &str,
+    file: &Path,
+    f: impl FnOnce(&[u8]) -> String,
+) -> Option<String> {
+    let key = identity(&fs::metadata(file).ok()?);
+    let cache = state_dir.join(name);
     if let Some(v) = fs::read_to_string(&cache).ok().and_then(|s| {
-        s.strip_prefix(&key)?
-            .strip_prefix(' ')?
-            .trim()
-            .parse::<u8>()
-            .ok()
+        let v = s.strip_prefix(&key)?.strip_prefix(' ')?.trim();
+        (!v.is_empty() && !v.contains(char::is_whitespace)).then(|| v.to_string())
     }) {
-        return v == 1;
+        return Some(v);
     }
-    let has = fs::read(&libc).is_ok_and(|b| defines_dlsym_baseline(&b));
-    // Only a cache: a failed write costs the next run one more read of libc.
-    let _ = crate::fsutil::write_atomic(&cache, format!("{key} {}\n", has as u8).as_bytes(), 0o644);
-    has
+    let v = f(&fs::read(file).ok()?);
+    let _ = crate::fsutil::write_atomic(&cache, format!("{key} {v}\n").as_bytes(), 0o644);
+    Some(v)
 }
 
 /// True when `elf` defines `dlsym` with version `GLIBC_2.2.5` (default or not).
