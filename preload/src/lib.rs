@@ -19,6 +19,7 @@
 // The exported wrappers are C ABI entry points whose contract is the libc manual's.
 #![allow(clippy::missing_safety_doc)]
 
+pub mod execcache;
 pub mod path;
 
 #[cfg(all(target_arch = "x86_64", target_os = "linux", not(test)))]

@@ -152,6 +152,27 @@ fn library_imports_only_dlsym_at_the_baseline_version() {
     assert_eq!(ino(&so), before, "libfakechroot.so rewritten");
 }
 
+/// A shell execs the same path again after the file or the symlink behind it changed: the shim's
+/// memory of earlier execs (preload/src/execcache.rs) must not run the old program, and the
+/// resolved name (/proc/self/exe) follows the link.
+#[test]
+fn repeated_execs_see_replaced_programs() {
+    let (t, _, _) = setup();
+    let out = sh(
+        &t,
+        "cd /tmp && cp /bin/false prog && for i in 1 2; do ./prog; echo \"false=$?\"; done; \
+         cp /bin/true prog.new && mv prog.new prog && ./prog; echo \"true=$?\"; \
+         ln -sf /usr/bin/readlink l && for i in 1 2; do ./l /proc/self/exe; done; \
+         ln -sf /usr/bin/realpath l && ./l /proc/self/exe; \
+         chmod -x prog; ./prog; echo \"noexec=$?\"; rm -f prog l",
+    );
+    assert_eq!(
+        out,
+        "false=1\nfalse=1\ntrue=0\n/usr/bin/readlink\n/usr/bin/readlink\n/usr/bin/realpath\nnoexec=126\n",
+        "{out}"
+    );
+}
+
 /// The loader probes no library subdirectory the container lacks: `--glibc-hwcaps-mask` with an
 /// empty list (glibc >= 2.33) and LD_HWCAP_MASK=0 (the legacy capability directories) are
 /// given only while no such directory exists; a program still sees its own name and path.

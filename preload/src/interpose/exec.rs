@@ -93,9 +93,15 @@ unsafe fn c_same_key(e: *const c_char, kv: &[u8]) -> bool {
 }
 
 /// The file type bits (`st_mode & S_IFMT`) of host path `p` (NUL-terminated), following a final
-/// symlink unless `flags` has AT_SYMLINK_NOFOLLOW; Err(-errno) on failure. x86_64 struct stat:
-/// 144 bytes, st_mode a u32 at offset 24 (stat(2)).
+/// symlink unless `flags` has AT_SYMLINK_NOFOLLOW; Err(-errno) on failure.
 fn file_type(p: *const c_char, flags: c_int) -> Result<u32, isize> {
+    stat_id(p, flags).map(|(t, _)| t)
+}
+
+/// `file_type` and the file's identity for execcache.rs: device, inode, size, modification
+/// time. x86_64 struct stat (stat(2)): st_dev at 0, st_ino 8, st_mode (u32) 24, st_size 48,
+/// st_mtime 88, its nanoseconds 96; 144 bytes.
+fn stat_id(p: *const c_char, flags: c_int) -> Result<(u32, crate::execcache::Id), isize> {
     let mut st = [0u8; 144];
     // SAFETY: `p` is NUL-terminated; `st` is a struct stat's size.
     let r = unsafe {
@@ -110,7 +116,16 @@ fn file_type(p: *const c_char, flags: c_int) -> Result<u32, isize> {
     if r < 0 {
         return Err(r);
     }
-    Ok(u32::from_le_bytes([st[24], st[25], st[26], st[27]]) & 0o170000)
+    let u64_at = |o: usize| {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(&st[o..o + 8]);
+        u64::from_le_bytes(b)
+    };
+    let mode = u32::from_le_bytes([st[24], st[25], st[26], st[27]]);
+    Ok((
+        mode & 0o170000,
+        [u64_at(0), u64_at(8), u64_at(48), u64_at(88), u64_at(96)],
+    ))
 }
 
 /// Build what to exec for the guest program `file` (as the caller named it).
@@ -139,17 +154,18 @@ pub(super) unsafe fn prepare(
     }
     // The kernel's order (execve(2)): lookup, then EACCES for what is not a regular file or
     // lacks execute permission, then the format (ENOEXEC).
-    let mut ty = file_type(hp, 0);
+    let mut st = stat_id(hp, 0);
     let mut again = [0u8; PATH_MAX];
-    if ty == Err(-(ENOENT as isize)) {
+    if matches!(st, Err(e) if e == -(ENOENT as isize)) {
         // SAFETY: `hp` is NUL-terminated.
         if unsafe { super::retry_in_root(AT_FDCWD, hp, &mut again, true) }.is_some() {
             host.copy_from_slice(&again);
             hp = host.as_ptr().cast();
-            ty = file_type(hp, 0);
+            st = stat_id(hp, 0);
         }
     }
-    if ty.map_err(|e| -e as c_int)? != 0o100000 {
+    let (ty, id) = st.map_err(|e| -e as c_int)?;
+    if ty != 0o100000 {
         return Err(EACCES);
     }
     // SAFETY: `hp` is NUL-terminated; X_OK = 1.
@@ -165,33 +181,59 @@ pub(super) unsafe fn prepare(
     if r < 0 {
         return Err(-r as c_int);
     }
-    // One descriptor gives the header and the file itself, symlinks resolved: the loader is
-    // handed the latter, as the kernel records the resolved file as /proc/self/exe, and the
-    // loader takes $ORIGIN from the name it is given.
-    // SAFETY: `hp` is NUL-terminated.
-    let fd = unsafe {
-        raw::syscall(
-            raw::SYS_OPENAT,
-            raw::AT_FDCWD as usize,
-            hp as usize,
-            raw::O_RDONLY_CLOEXEC,
-            0,
-        )
-    };
-    if fd < 0 {
-        return Err(-fd as c_int);
-    }
+    // F4 may re-root the file below: nothing about it is kept (execcache.rs).
+    let keep = cfg.patcher().is_none();
     let mut hdr = [0u8; 1024];
-    let mut n = raw::read_full(fd as c_int, &mut hdr);
+    let mut n = 0;
     let mut canon = [0u8; PATH_MAX];
-    if let Some(c) = canonical(fd as c_int, &mut canon) {
-        host[..=c].copy_from_slice(&canon[..=c]);
-        hp = host.as_ptr().cast();
-    }
-    // SAFETY: our own descriptor.
-    unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+    // SAFETY: `hp` is NUL-terminated.
+    let hs = unsafe { cstr(hp) };
+    let known = if keep {
+        crate::execcache::get(hs, &id, &mut canon)
+    } else {
+        None
+    };
+    let kind = match known {
+        Some((c, dynamic)) => {
+            host[..=c].copy_from_slice(&canon[..=c]);
+            hp = host.as_ptr().cast();
+            Some(dynamic)
+        }
+        None => {
+            // One descriptor gives the header and the file itself, symlinks resolved: the
+            // loader is handed the latter, as the kernel records the resolved file as
+            // /proc/self/exe, and the loader takes $ORIGIN from the name it is given.
+            // SAFETY: `hp` is NUL-terminated.
+            let fd = unsafe {
+                raw::syscall(
+                    raw::SYS_OPENAT,
+                    raw::AT_FDCWD as usize,
+                    hp as usize,
+                    raw::O_RDONLY_CLOEXEC,
+                    0,
+                )
+            };
+            if fd < 0 {
+                return Err(-fd as c_int);
+            }
+            n = raw::read_full(fd as c_int, &mut hdr);
+            let c = canonical(fd as c_int, &mut canon);
+            // SAFETY: our own descriptor.
+            unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+            let kind = path::elf_is_dynamic(&hdr[..n as usize]);
+            if let (true, Some(c), Some(dynamic)) = (keep, c, kind) {
+                crate::execcache::put(hs, &id, &canon[..c], dynamic);
+            }
+            if let Some(c) = c {
+                host[..=c].copy_from_slice(&canon[..=c]);
+                hp = host.as_ptr().cast();
+            }
+            kind
+        }
+    };
     // F4: a program made after setup (compiled, installed) still names the host's loader:
     // re-root it first (spec §3: the patcher runs with an empty environment), then read it again.
+    let mut kind = kind;
     if let Some(patcher) = cfg.patcher() {
         let base = cfg.base_c();
         let stale = path::elf_interp(&hdr[..n as usize])
@@ -201,6 +243,7 @@ pub(super) unsafe fn prepare(
             if n < 0 {
                 return Err(-n as c_int);
             }
+            kind = path::elf_is_dynamic(&hdr[..n as usize]);
         }
     }
     let hdr = &hdr[..n as usize];
@@ -256,7 +299,7 @@ pub(super) unsafe fn prepare(
             }
         }
     };
-    match path::elf_is_dynamic(hdr) {
+    match kind {
         Some(dynamic) => {
             if dynamic && loader.is_some() {
                 via_loader(&mut av, argv0);
