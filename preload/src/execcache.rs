@@ -7,8 +7,8 @@
 //! An entry is used only for the same host path whose file still has the same identity (device,
 //! inode, size, modification time, from the stat the exec path makes anyway, so a rebuilt or
 //! replaced program is read again); execute permission is still checked at every exec. Scripts
-//! are not kept (their `#!` line is read each time), nor is anything in F4, whose exec path may
-//! re-root the file.
+//! are not kept (their `#!` line is read each time), nor, in F4, a program whose interpreter is
+//! not yet the container's (the exec path re-roots it first).
 //!
 //! Concurrency: a try-lock around the table; a thread that finds it taken goes the long way. A
 //! vfork child writes into its parent's memory, which is what makes the cache useful to shells

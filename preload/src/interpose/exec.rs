@@ -181,18 +181,21 @@ pub(super) unsafe fn prepare(
     if r < 0 {
         return Err(-r as c_int);
     }
-    // F4 may re-root the file below: nothing about it is kept (execcache.rs).
-    let keep = cfg.patcher().is_none();
+    // F4 re-roots a file whose interpreter is not the container's (below): such a file is not
+    // kept; one found current is, as its identity changes if it is ever rewritten.
+    let current = |hdr: &[u8]| match cfg.patcher() {
+        None => true,
+        Some(_) => {
+            let base = cfg.base_c();
+            path::elf_interp(hdr).is_none_or(|i| i.starts_with(&base[..base.len() - 1]))
+        }
+    };
     let mut hdr = [0u8; 1024];
     let mut n = 0;
     let mut canon = [0u8; PATH_MAX];
     // SAFETY: `hp` is NUL-terminated.
     let hs = unsafe { cstr(hp) };
-    let known = if keep {
-        crate::execcache::get(hs, &id, &mut canon)
-    } else {
-        None
-    };
+    let known = crate::execcache::get(hs, &id, &mut canon);
     let kind = match known {
         Some((c, dynamic)) => {
             host[..=c].copy_from_slice(&canon[..=c]);
@@ -221,7 +224,7 @@ pub(super) unsafe fn prepare(
             // SAFETY: our own descriptor.
             unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
             let kind = path::elf_is_dynamic(&hdr[..n as usize]);
-            if let (true, Some(c), Some(dynamic)) = (keep, c, kind) {
+            if let (true, Some(c), Some(dynamic)) = (current(&hdr[..n as usize]), c, kind) {
                 crate::execcache::put(hs, &id, &canon[..c], dynamic);
             }
             if let Some(c) = c {
@@ -235,10 +238,8 @@ pub(super) unsafe fn prepare(
     // re-root it first (spec §3: the patcher runs with an empty environment), then read it again.
     let mut kind = kind;
     if let Some(patcher) = cfg.patcher() {
-        let base = cfg.base_c();
-        let stale = path::elf_interp(&hdr[..n as usize])
-            .is_some_and(|i| !i.starts_with(&base[..base.len() - 1]));
-        if stale && run_patcher(patcher, base, hp) {
+        // (On a hit `hdr` is empty: the file was current when kept.)
+        if !current(&hdr[..n as usize]) && run_patcher(patcher, cfg.base_c(), hp) {
             n = raw::read_head(hp.cast(), &mut hdr);
             if n < 0 {
                 return Err(-n as c_int);
