@@ -24,6 +24,8 @@ pub struct Report {
 }
 
 const ENV_OLD: &[u8] = b"LD_LIBRARY_PATH";
+/// What the host's `/etc/ld.so.cache` and `/etc/ld.so.preload` become in a glibc loader.
+pub(crate) const NO_FILE: &[u8] = b"/proc/0";
 const ENV_NEW: &[u8] = b"LD_LIBRARY_REAL";
 
 /// The replacement for the string `s`, as `(bytes replaced from its start, new bytes)`.
@@ -44,7 +46,13 @@ fn rule(flavor: Flavor, s: &[u8]) -> Option<(usize, Vec<u8>)> {
             // (`/lib/x86_64-linux-gnu/`, `/usr/lib/`…) and the other absolute names under them,
             // as upstream (whose rules these are, limited to string sections).
             if s.starts_with(b"/etc/ld.so") {
-                Some((10, root(10)))
+                // The cache and the preload list: a name that never exists (procfs has no
+                // process 0; without procfs /proc is an empty directory), so the loader's
+                // access(2) fails at once as for a missing /etc/ld.so.preload. `/` was read as
+                // a preload list at every exec (access, open, fstat, a failed mmap, close).
+                let mut v = NO_FILE.to_vec();
+                v.resize(10, 0);
+                Some((10, v))
             } else if s.starts_with(b"/lib") || s.starts_with(b"/usr") {
                 Some((4, root(4)))
             } else {
@@ -115,8 +123,13 @@ mod tests {
     fn rules() {
         assert_eq!(
             rule(Flavor::Glibc, b"/etc/ld.so.cache").unwrap().1,
-            b"/\0\0\0\0\0\0\0\0\0"
+            b"/proc/0\0\0\0"
         );
+        assert_eq!(
+            rule(Flavor::Glibc, b"/etc/ld.so.preload").unwrap(),
+            (10, b"/proc/0\0\0\0".to_vec())
+        );
+        assert!(!std::path::Path::new("/proc/0").exists());
         assert_eq!(
             rule(Flavor::Glibc, b"/lib/x86_64-linux-gnu/").unwrap(),
             (4, b"/\0\0\0".to_vec())
