@@ -1098,3 +1098,88 @@ impl Drop for Tmux {
         let _ = self.cmd(&["kill-server"]);
     }
 }
+
+// ---------------------------------------------------------------------------------------------
+// The chroot reference of the differential tests (tracer.rs, fakechroot.rs)
+// ---------------------------------------------------------------------------------------------
+
+/// The search path of guest programs in the reference and in the engines' runs.
+pub const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
+
+/// Wait for a child with a deadline; on timeout kill it and fail with what it printed.
+pub fn run_timeout(mut c: Command, secs: u64, what: &str) -> Output {
+    c.stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    let mut ch = c.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
+    let mut so = ch.stdout.take().expect("stdout");
+    let mut se = ch.stderr.take().expect("stderr");
+    let to = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let te = thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let start = Instant::now();
+    let status = loop {
+        if let Some(s) = ch.try_wait().expect("try_wait") {
+            break s;
+        }
+        if start.elapsed() > Duration::from_secs(secs) {
+            let _ = ch.kill();
+            let _ = ch.wait();
+            let o = Output {
+                status: ch.wait().expect("wait"),
+                stdout: to.join().unwrap_or_default(),
+                stderr: te.join().unwrap_or_default(),
+            };
+            panic!("{what}: still running after {secs} s, killed\n{}", show(&o));
+        }
+        thread::sleep(Duration::from_millis(10));
+    };
+    Output {
+        status,
+        stdout: to.join().unwrap_or_default(),
+        stderr: te.join().unwrap_or_default(),
+    }
+}
+
+/// The reference: `chroot ROOT ARGV` in a private mount namespace with the host's /proc and
+/// /dev (and `binds`, host → existing guest directory) bind-mounted, as the fixture user: what
+/// the kernel answers. Needs root.
+pub fn chroot_run(root: &Path, binds: &[(&Path, &str)], argv: &[&str]) -> Output {
+    let (u, g) = Fixtures::load().uid_gid();
+    let mut script = String::from("set -e; r=$1; shift; ");
+    script.push_str("mount --rbind /proc \"$r/proc\"; mount --rbind /dev \"$r/dev\"; ");
+    for (h, gp) in binds {
+        script.push_str(&format!("mount --bind '{}' \"$r{gp}\"; ", h.display()));
+    }
+    script.push_str(&format!(
+        "exec chroot --userspec={u}:{g} --groups={g} \"$r\" \"$@\""
+    ));
+    let mut c = Command::new("unshare");
+    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
+        .arg(&script)
+        .arg("sh")
+        .arg(root)
+        .args(argv);
+    c.env_clear()
+        .env("PATH", GUEST_PATH)
+        .env("HOME", "/root")
+        .env("LANG", "C.UTF-8");
+    run_timeout(c, 120, &format!("chroot {argv:?}"))
+}
+
+/// Output of a run as one comparable text: stdout, stderr, status.
+pub fn transcript(o: &Output) -> String {
+    format!(
+        "{}--- stderr ---\n{}--- status {:?}\n",
+        stdout(o),
+        stderr(o),
+        o.status.code()
+    )
+}

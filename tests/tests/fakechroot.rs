@@ -1531,40 +1531,6 @@ fn libc_probe() -> PathBuf {
     out
 }
 
-/// ARGV under a real chroot(2) into ROOT as the fixture user, with /proc and /dev bound (the
-/// reference: what the kernel answers). Needs root.
-fn chroot_reference(root: &Path, argv: &[&str]) -> Output {
-    let (u, g) = Fixtures::load().uid_gid();
-    let script = format!(
-        "set -e; r=$1; shift; mount --rbind /proc \"$r/proc\"; mount --rbind /dev \"$r/dev\"; \
-         exec chroot --userspec={u}:{g} --groups={g} \"$r\" \"$@\""
-    );
-    Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(&script)
-        .arg("sh")
-        .arg(root)
-        .args(argv)
-        .env_clear()
-        .env(
-            "PATH",
-            "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-        )
-        .env("LANG", "C.UTF-8")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .expect("running unshare/chroot")
-}
-
-fn transcript(o: &Output) -> String {
-    format!(
-        "{}--- stderr ---\n{}--- status {:?}\n",
-        stdout(o),
-        stderr(o),
-        o.status.code()
-    )
-}
-
 /// The same probe program as the tracer's differential tests, every call through libc, gives
 /// the kernel's answers (chroot) in F1, F2, F3 and F4: the shim's translation seen from a
 /// program (in F3/F4 the probe itself is re-rooted by setup, and runs without the loader on
@@ -1601,7 +1567,7 @@ fn libc_probe_f_modes_match_chroot() {
         .output()
         .unwrap();
     assert!(o.status.success(), "{}", show(&o));
-    let want = chroot_reference(&reference, &["/probe", "/w"]);
+    let want = chroot_run(&reference, &[], &["/probe", "/w"]);
     assert!(
         want.status.success() && stdout(&want).contains("== done"),
         "the probe must complete under chroot:\n{}",

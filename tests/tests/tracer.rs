@@ -17,7 +17,7 @@
 use e2e::*;
 use std::collections::HashMap;
 use std::fs;
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
@@ -25,8 +25,6 @@ use std::sync::mpsc;
 use std::sync::{Mutex, OnceLock};
 use std::thread;
 use std::time::{Duration, Instant};
-
-const GUEST_PATH: &str = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Mode {
@@ -151,48 +149,6 @@ fn probe_bin(name: &str) -> PathBuf {
     out
 }
 
-/// Wait for a child with a deadline; on timeout kill it and fail with what it printed.
-fn run_timeout(mut c: Command, secs: u64, what: &str) -> Output {
-    c.stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    let mut ch = c.spawn().unwrap_or_else(|e| panic!("spawning {what}: {e}"));
-    let mut so = ch.stdout.take().expect("stdout");
-    let mut se = ch.stderr.take().expect("stderr");
-    let to = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = so.read_to_end(&mut v);
-        v
-    });
-    let te = thread::spawn(move || {
-        let mut v = Vec::new();
-        let _ = se.read_to_end(&mut v);
-        v
-    });
-    let start = Instant::now();
-    let status = loop {
-        if let Some(s) = ch.try_wait().expect("try_wait") {
-            break s;
-        }
-        if start.elapsed() > Duration::from_secs(secs) {
-            let _ = ch.kill();
-            let _ = ch.wait();
-            let o = Output {
-                status: ch.wait().expect("wait"),
-                stdout: to.join().unwrap_or_default(),
-                stderr: te.join().unwrap_or_default(),
-            };
-            panic!("{what}: still running after {secs} s, killed\n{}", show(&o));
-        }
-        thread::sleep(Duration::from_millis(10));
-    };
-    Output {
-        status,
-        stdout: to.join().unwrap_or_default(),
-        stderr: te.join().unwrap_or_default(),
-    }
-}
-
 /// One guest run: `udocker proot -r ROOT -b /proc -b /dev OPTS... ARGV...` as the fixture user.
 struct Guest<'a> {
     env: &'a TestEnv,
@@ -277,41 +233,6 @@ impl<'a> Guest<'a> {
         );
         stdout(&o)
     }
-}
-
-/// The reference: `chroot ROOT ARGV` in a private mount namespace with the host's /proc and
-/// /dev (and `binds`, host → existing guest directory) bind-mounted, as the fixture user.
-fn chroot_run(root: &Path, binds: &[(&Path, &str)], argv: &[&str]) -> Output {
-    let (u, g) = fixture_ids();
-    let mut script = String::from("set -e; r=$1; shift; ");
-    script.push_str("mount --rbind /proc \"$r/proc\"; mount --rbind /dev \"$r/dev\"; ");
-    for (h, gp) in binds {
-        script.push_str(&format!("mount --bind '{}' \"$r{gp}\"; ", h.display()));
-    }
-    script.push_str(&format!(
-        "exec chroot --userspec={u}:{g} --groups={g} \"$r\" \"$@\""
-    ));
-    let mut c = Command::new("unshare");
-    c.args(["--mount", "--propagation", "private", "--", "/bin/sh", "-c"])
-        .arg(&script)
-        .arg("sh")
-        .arg(root)
-        .args(argv);
-    c.env_clear()
-        .env("PATH", GUEST_PATH)
-        .env("HOME", "/root")
-        .env("LANG", "C.UTF-8");
-    run_timeout(c, 120, &format!("chroot {argv:?}"))
-}
-
-/// Output of a run as one comparable text: stdout, stderr, status.
-fn transcript(o: &Output) -> String {
-    format!(
-        "{}--- stderr ---\n{}--- status {:?}\n",
-        stdout(o),
-        stderr(o),
-        o.status.code()
-    )
 }
 
 /// Assert equal texts, failing with a unified diff (diff(1)) of reference → tracer.
