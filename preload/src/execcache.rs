@@ -16,7 +16,7 @@
 //! is released before the child's execve.
 
 use core::cell::UnsafeCell;
-use core::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use core::sync::atomic::{AtomicBool, Ordering};
 
 /// Entries kept, and the longest paths kept (longer ones go the long way each time).
 const ENTRIES: usize = 8;
@@ -46,16 +46,16 @@ const EMPTY: Entry = Entry {
     canon: [0; PATH],
 };
 
-struct Table(UnsafeCell<[Entry; ENTRIES]>);
+/// The entries and the next one to replace (round robin).
+struct Table(UnsafeCell<([Entry; ENTRIES], usize)>);
 // SAFETY: only accessed while LOCK is held (`with`).
 unsafe impl Sync for Table {}
 
-static TABLE: Table = Table(UnsafeCell::new([EMPTY; ENTRIES]));
+static TABLE: Table = Table(UnsafeCell::new(([EMPTY; ENTRIES], 0)));
 static LOCK: AtomicBool = AtomicBool::new(false);
-static NEXT: AtomicUsize = AtomicUsize::new(0);
 
 /// Run `f` on the table when the lock is free; `None` when another thread holds it.
-fn with<R>(f: impl FnOnce(&mut [Entry; ENTRIES]) -> R) -> Option<R> {
+fn with<R>(f: impl FnOnce(&mut ([Entry; ENTRIES], usize)) -> R) -> Option<R> {
     if LOCK
         .compare_exchange(false, true, Ordering::Acquire, Ordering::Relaxed)
         .is_err()
@@ -71,7 +71,7 @@ fn with<R>(f: impl FnOnce(&mut [Entry; ENTRIES]) -> R) -> Option<R> {
 /// The resolved path (NUL-terminated into `out`, its length) and dynamic-ness of the program at
 /// host path `path` with identity `id`, when known.
 pub fn get(path: &[u8], id: &Id, out: &mut [u8]) -> Option<(usize, bool)> {
-    with(|t| {
+    with(|(t, _)| {
         let e = t
             .iter()
             .find(|e| e.used && e.id == *id && e.path[..e.path_len] == *path)?;
@@ -90,13 +90,16 @@ pub fn put(path: &[u8], id: &Id, canon: &[u8], dynamic: bool) {
     if path.len() > PATH || canon.len() > PATH {
         return;
     }
-    with(|t| {
+    with(|(t, next)| {
         let i = match t
             .iter()
             .position(|e| e.used && e.path[..e.path_len] == *path)
         {
             Some(i) => i,
-            None => NEXT.fetch_add(1, Ordering::Relaxed) % ENTRIES,
+            None => {
+                *next = (*next + 1) % ENTRIES;
+                *next
+            }
         };
         let e = &mut t[i];
         e.used = true;

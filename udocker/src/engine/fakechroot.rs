@@ -269,7 +269,7 @@ pub fn environment(
             );
         }
     }
-    if hwcap_probes(libdirs, LoaderOpts::default()).1 {
+    if opts.hwcap_mask0 {
         // The user's value wins (`env.entry`): it is theirs to set.
         env.entry("LD_HWCAP_MASK".into())
             .or_insert_with(|| "0".into());
@@ -311,9 +311,11 @@ pub struct LoaderOpts {
     /// `--argv0 NAME`: glibc >= 2.33 has the literal option; musl's loader (1.2.2 and later)
     /// compares the option name after the dashes, next to `library-path` and `preload`.
     pub argv0: bool,
-    /// `--glibc-hwcaps-mask LIST` (glibc >= 2.33), set by `environment` to an empty list when
-    /// no library directory has a `glibc-hwcaps` subdirectory (see `HWCAPS_MASK`).
+    /// `--glibc-hwcaps-mask LIST` (glibc >= 2.33), passed with an empty list when no library
+    /// directory has a `glibc-hwcaps` subdirectory (`hwcap_probes`, `HWCAPS_MASK`).
     pub hwcaps_mask: bool,
+    /// Not an option: `LD_HWCAP_MASK=0` goes into the environment (`hwcap_probes`).
+    pub hwcap_mask0: bool,
 }
 
 /// `loader_opts` of the file, cached in the container directory against its identity.
@@ -326,6 +328,7 @@ fn loader_opts_cached(state_dir: &Path, loader: &Path) -> LoaderOpts {
     LoaderOpts {
         argv0: v.contains("argv0=1"),
         hwcaps_mask: v.contains("hwcaps=1"),
+        hwcap_mask0: false,
     }
 }
 
@@ -345,6 +348,7 @@ fn loader_opts(b: &[u8]) -> LoaderOpts {
     LoaderOpts {
         argv0: argv0 || (lib_path && musl_argv0),
         hwcaps_mask: hwcaps,
+        hwcap_mask0: false,
     }
 }
 
@@ -362,17 +366,19 @@ const HWCAPS_MASK: &str = "--glibc-hwcaps-mask";
 /// twenty failing calls per exec with glibc 2.36); `tls` and the platform directory stay.
 const LEGACY_HWCAP_DIRS: &[&str] = &["tls", "x86_64", "haswell", "xeon_phi", "avx512_1"];
 
-/// `(pass the empty --glibc-hwcaps-mask, set LD_HWCAP_MASK=0)` for these library directories.
-fn hwcap_probes(libdirs: &[String], opts: LoaderOpts) -> (bool, bool) {
+/// `opts` for these library directories: the empty `--glibc-hwcaps-mask` only where the loader
+/// takes it and no directory has `glibc-hwcaps`; `LD_HWCAP_MASK=0` where none has a legacy one.
+fn hwcap_probes(libdirs: &[String], opts: LoaderOpts) -> LoaderOpts {
     let none = |names: &[&str]| {
         !libdirs
             .iter()
             .any(|d| names.iter().any(|n| Path::new(d).join(n).exists()))
     };
-    (
-        opts.hwcaps_mask && none(&["glibc-hwcaps"]),
-        none(LEGACY_HWCAP_DIRS),
-    )
+    LoaderOpts {
+        hwcaps_mask: opts.hwcaps_mask && none(&["glibc-hwcaps"]),
+        hwcap_mask0: none(LEGACY_HWCAP_DIRS),
+        ..opts
+    }
 }
 
 /// The container's loader: `(guest path, host path of the file it resolves to inside ROOT)`.
@@ -620,8 +626,7 @@ pub fn execute(
     let (_, loader) = find_loader(&tr)?;
     let libdirs = container_lib_dirs(&tr, &root);
     let library = super::shim::install(state_dir, &libdirs)?;
-    let mut opts = loader_opts_cached(state_dir, &loader);
-    opts.hwcaps_mask = hwcap_probes(&libdirs, opts).0;
+    let opts = hwcap_probes(&libdirs, loader_opts_cached(state_dir, &loader));
     // F modes run as the host user: there is no fake identity without a tracer (upstream maps
     // root to the host user too). Say so when another user was asked for.
     let me = nix::unistd::getuid().as_raw();
@@ -807,14 +812,19 @@ mod tests {
         let glibc = LoaderOpts {
             argv0: true,
             hwcaps_mask: true,
+            hwcap_mask0: false,
         };
-        assert_eq!(hwcap_probes(&dirs, glibc), (true, true));
+        let got = |o: LoaderOpts| {
+            let r = hwcap_probes(&dirs, o);
+            (r.hwcaps_mask, r.hwcap_mask0)
+        };
+        assert_eq!(got(glibc), (true, true));
         // A loader without the option never gets it.
-        assert_eq!(hwcap_probes(&dirs, LoaderOpts::default()), (false, true));
+        assert_eq!(got(LoaderOpts::default()), (false, true));
         fs::create_dir_all(b.join("glibc-hwcaps/x86-64-v3")).unwrap();
-        assert_eq!(hwcap_probes(&dirs, glibc), (false, true));
+        assert_eq!(got(glibc), (false, true));
         fs::create_dir_all(a.join("haswell")).unwrap();
-        assert_eq!(hwcap_probes(&dirs, glibc), (false, false));
+        assert_eq!(got(glibc), (false, false));
     }
 
     #[test]
@@ -824,6 +834,7 @@ mod tests {
         let both = LoaderOpts {
             argv0: true,
             hwcaps_mask: true,
+            hwcap_mask0: false,
         };
         fs::write(&p, b"x\0--argv0\0--glibc-hwcaps-mask\0").unwrap();
         assert_eq!(loader_opts_cached(t.path(), &p), both);
@@ -842,7 +853,8 @@ mod tests {
             loader_opts_cached(t.path(), &p),
             LoaderOpts {
                 argv0: true,
-                hwcaps_mask: false
+                hwcaps_mask: false,
+                hwcap_mask0: false,
             }
         );
         // Not a whole string: no.
