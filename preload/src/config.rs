@@ -63,6 +63,10 @@ const ARENA: usize =
 /// a program's start writes two or three pages of this static, where a buffer per value wrote
 /// ten (each first write to a page of .bss is a page fault, about a microsecond on a VM, paid by
 /// every exec).
+///
+/// `repr(C)` keeps that order (Rust's own layout put the one-byte fields after the 60 KiB arena:
+/// one more page written at every start).
+#[repr(C)]
 pub struct Config {
     base: Str,
     /// The container root udocker set, which no chroot inside it may leave (`jail_view`).
@@ -74,39 +78,57 @@ pub struct Config {
     af_unix: Str,
     /// `K=V\0K=V\0…` of the preserved variables that were set.
     env: Str,
+    /// The value part of each `env` entry, by PRESERVED index (`NONE` when unset).
+    pv: [Str; PRESERVED.len()],
     pub debug: bool,
     nex: usize,
     ndm: usize,
+    /// Arena bytes in use.
+    used: usize,
+    arena: [u8; ARENA],
     /// FAKECHROOT_EXCLUDE_PATH and FAKECHROOT_DIR_MAP split once (`path::split_*`): slices of
-    /// the arena.
+    /// the arena. After it: the fields and the arena's first kilobytes share one page.
     ex: [Rule<'static>; RULES],
     dm: [Map<'static>; RULES],
-    arena: [u8; ARENA],
-    used: usize,
 }
 
-struct Cell(UnsafeCell<Config>);
+/// The configuration and its state word (0: not loaded, 1: loading, 2: ready), together so that
+/// both are on the page a start writes anyway.
+#[repr(C)]
+struct Cell {
+    state: AtomicU8,
+    /// chroot(2) emulation's words (below), here for the same reason: every start reads `cur`.
+    chroot_lock: AtomicBool,
+    cur: AtomicU64,
+    cfg: UnsafeCell<Config>,
+}
 // SAFETY: written once by the thread that wins STATE 0 -> 1, read only after STATE is 2.
 unsafe impl Sync for Cell {}
 
-static CFG: Cell = Cell(UnsafeCell::new(Config {
-    base: NONE,
-    jail: NONE,
-    loader: NONE,
-    argv0_opt: NONE,
-    hwcaps_opt: NONE,
-    patcher: NONE,
-    af_unix: NONE,
-    env: NONE,
-    debug: false,
-    nex: 0,
-    ndm: 0,
-    ex: [None; RULES],
-    dm: [None; RULES],
-    arena: [0; ARENA],
-    used: 0,
-}));
-static STATE: AtomicU8 = AtomicU8::new(0);
+static CFG: Cell = Cell {
+    state: AtomicU8::new(0),
+    chroot_lock: AtomicBool::new(false),
+    cur: AtomicU64::new(0),
+    cfg: UnsafeCell::new(Config {
+        base: NONE,
+        jail: NONE,
+        loader: NONE,
+        argv0_opt: NONE,
+        hwcaps_opt: NONE,
+        patcher: NONE,
+        af_unix: NONE,
+        env: NONE,
+        pv: [NONE; PRESERVED.len()],
+        debug: false,
+        nex: 0,
+        ndm: 0,
+        used: 0,
+        arena: [0; ARENA],
+        ex: [None; RULES],
+        dm: [None; RULES],
+    }),
+};
+static STATE: &AtomicU8 = &CFG.state;
 
 impl Config {
     /// Append `parts` (concatenated) and a NUL to the arena; `NONE` when empty or longer than
@@ -152,15 +174,58 @@ impl Config {
     }
 }
 
+/// The values of the PRESERVED variables in the process environment (empty when unset), in one
+/// pass over it: every variable read here is in that list, and getenv(3) once per name was 25
+/// scans of the whole environment at every program start. The first `K=` wins, as getenv finds.
+fn environment() -> [&'static [u8]; PRESERVED.len()] {
+    const _: () = assert!(PRESERVED.len() <= 32);
+    let mut vals: [&'static [u8]; PRESERVED.len()] = [b""; PRESERVED.len()];
+    let mut seen = 0u32;
+    let env = real::environ_uncached();
+    if env.is_null() {
+        return vals;
+    }
+    let mut i = 0;
+    loop {
+        // SAFETY: `environ` is a NULL-terminated vector of NUL-terminated strings.
+        let e = unsafe { *env.add(i) };
+        if e.is_null() {
+            return vals;
+        }
+        i += 1;
+        // SAFETY: as above: a string, read up to its `=` or NUL (keys are short; values such as
+        // LD_LIBRARY_PATH are long and measured only when wanted).
+        let kv = unsafe {
+            let mut k = 0;
+            while !matches!(*e.add(k) as u8, 0 | b'=') {
+                k += 1;
+            }
+            if *e.add(k) == 0 {
+                continue;
+            }
+            let key = core::slice::from_raw_parts(e.cast::<u8>(), k);
+            let Some(j) = PRESERVED.iter().position(|p| *p == key) else {
+                continue;
+            };
+            (j, real::cstr(e.add(k + 1)))
+        };
+        let (j, v) = kv;
+        if seen & (1 << j) == 0 {
+            seen |= 1 << j;
+            vals[j] = v;
+        }
+    }
+}
+
 fn load(c: &mut Config) {
     // Byte 0 stays NUL (`NONE`); set here, not in the initialiser, so the table stays in .bss.
     c.used = 1;
+    let vals = environment();
     let var = |k: &[u8]| -> &'static [u8] {
-        let mut name = [0u8; 64];
-        match crate::path::concat(&mut name, &[k]) {
-            Some(_) => real::getenv(&name).unwrap_or(b""),
-            None => b"",
-        }
+        PRESERVED
+            .iter()
+            .position(|p| *p == k)
+            .map_or(b"", |i| vals[i])
     };
     let mut base = var(b"FAKECHROOT_BASE");
     while base.len() > 1 && base.ends_with(b"/") {
@@ -201,19 +266,29 @@ fn load(c: &mut Config) {
     c.debug = !var(b"FAKECHROOT_DEBUG").is_empty();
     // The preserved variables, `K=V\0` each, one after the other in the arena.
     let start = c.used;
-    for k in PRESERVED {
-        let v = var(k);
-        if !v.is_empty() && c.used - start + k.len() + v.len() + 2 <= ENV_MAX {
-            c.push(&[k, b"=", v], ENV_MAX);
+    let keep = |c: &mut Config, j: usize, v: &[u8]| {
+        let k = PRESERVED[j];
+        if c.used - start + k.len() + v.len() + 2 <= ENV_MAX {
+            let kv = c.push(&[k, b"=", v], ENV_MAX);
+            if kv.len > 0 {
+                c.pv[j] = Str {
+                    at: kv.at + k.len() as u32 + 1,
+                    len: v.len() as u32,
+                };
+            }
+        }
+    };
+    for (j, v) in vals.iter().enumerate() {
+        if !v.is_empty() {
+            keep(c, j, v);
         }
     }
     // SAFETY: as above.
     let jail = unsafe { c.get_static(c.jail) };
-    if var(JAIL).is_empty()
-        && !jail.is_empty()
-        && c.used - start + JAIL.len() + jail.len() + 2 <= ENV_MAX
-    {
-        c.push(&[JAIL, b"=", jail], ENV_MAX);
+    if var(JAIL).is_empty() && !jail.is_empty() {
+        if let Some(j) = PRESERVED.iter().position(|p| *p == JAIL) {
+            keep(c, j, jail);
+        }
     }
     c.env = Str {
         at: start as u32,
@@ -224,21 +299,29 @@ fn load(c: &mut Config) {
 /// The configuration, loading it on first use.
 pub fn get() -> &'static Config {
     if STATE.load(Ordering::Acquire) != 2 {
-        if STATE
-            .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
-            .is_ok()
-        {
-            // SAFETY: only this thread writes, before publishing STATE = 2.
-            load(unsafe { &mut *CFG.0.get() });
-            STATE.store(2, Ordering::Release);
-        } else {
-            while STATE.load(Ordering::Acquire) != 2 {
-                core::hint::spin_loop();
-            }
-        }
+        load_once();
     }
     // SAFETY: STATE is 2: the config is complete and never written again.
-    unsafe { &*CFG.0.get() }
+    unsafe { &*CFG.cfg.get() }
+}
+
+/// Load the configuration unless another thread does (then wait for it). Starts with the
+/// compare-exchange, a write: the first touch of this .bss page at a program start (from
+/// `INIT`) is then one page fault, where a read maps the zero page and the write faults again.
+#[cold]
+fn load_once() {
+    if STATE
+        .compare_exchange(0, 1, Ordering::AcqRel, Ordering::Acquire)
+        .is_ok()
+    {
+        // SAFETY: only this thread writes, before publishing STATE = 2.
+        load(unsafe { &mut *CFG.cfg.get() });
+        STATE.store(2, Ordering::Release);
+    } else {
+        while STATE.load(Ordering::Acquire) != 2 {
+            core::hint::spin_loop();
+        }
+    }
 }
 
 // ---------------------------------------------------------------- the root chroot() installs
@@ -264,8 +347,8 @@ unsafe impl Sync for Slot {}
 
 static ROOTS: [Slot; SLOTS] = [const { Slot(UnsafeCell::new([0; SLOT_LEN])) }; SLOTS];
 /// 0: no chroot yet (the root is `Config::base`); else `(slot + 1) << 32 | length of the root`.
-static CUR: AtomicU64 = AtomicU64::new(0);
-static CHROOT_LOCK: AtomicBool = AtomicBool::new(false);
+static CUR: &AtomicU64 = &CFG.cur;
+static CHROOT_LOCK: &AtomicBool = &CFG.chroot_lock;
 
 /// The slot and root length CUR names, when a chroot happened.
 fn current() -> Option<(usize, usize)> {
@@ -397,11 +480,8 @@ impl Config {
 
     /// The captured value of preserved variable `key` (no NUL), when it was set.
     pub fn preserved_value(&self, key: &[u8]) -> Option<&[u8]> {
-        self.preserved().find_map(|kv| {
-            let kv = &kv[..kv.len() - 1];
-            let v = kv.strip_prefix(key)?;
-            v.strip_prefix(b"=")
-        })
+        let j = PRESERVED.iter().position(|p| *p == key)?;
+        (self.pv[j].len > 0).then(|| self.get(self.pv[j]))
     }
 
     /// The captured `K=V` strings, each NUL-terminated.
@@ -418,7 +498,7 @@ impl Config {
 #[link_section = ".init_array"]
 static INIT: extern "C" fn() = {
     extern "C" fn init() {
-        get();
+        load_once();
         // The root descriptor now, not in a vfork child later (interpose/rootfd.rs).
         crate::interpose::rootfd::get();
     }

@@ -345,6 +345,21 @@ pub fn elf_interp(hdr: &[u8]) -> Option<&[u8]> {
     None
 }
 
+/// False when no entry of the FAKECHROOT_CMD_SUBST `list` can match `file`: its last component,
+/// when a plain name (normalizing keeps it last), must appear as `/<name>=` in some entry. Every
+/// exec asks, and udocker always sets a list (ldconfig): this saves the cwd lookup and the
+/// normalization for the others.
+pub fn may_subst(list: &[u8], file: &[u8]) -> bool {
+    let name = &file[file.iter().rposition(|&b| b == b'/').map_or(0, |i| i + 1)..];
+    if matches!(name, b"" | b"." | b"..") {
+        return true;
+    }
+    list.split(|&b| b == b':').any(|e| {
+        e.windows(name.len() + 2)
+            .any(|w| w[0] == b'/' && &w[1..=name.len()] == name && w[name.len() + 1] == b'=')
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -503,5 +518,21 @@ mod tests {
         assert_eq!(elf_is_dynamic(b"#!/bin/sh"), None);
         let me = std::fs::read("/proc/self/exe").unwrap();
         assert!(elf_is_dynamic(&me[..4096.min(me.len())]).is_some());
+    }
+
+    #[test]
+    fn subst_prefilter() {
+        let list = b"/sbin/ldconfig=#RETURN(TRUE)#:/usr/sbin/ldconfig=/h/x";
+        assert!(may_subst(list, b"/sbin/ldconfig"));
+        assert!(may_subst(list, b"ldconfig"));
+        assert!(may_subst(list, b"../usr/./sbin/ldconfig"));
+        assert!(!may_subst(list, b"/bin/true"));
+        assert!(!may_subst(list, b"/sbin/ldconfi"));
+        assert!(!may_subst(list, b"/sbin/dconfig"));
+        // Not a plain last name: normalizing decides.
+        assert!(may_subst(list, b"/sbin/ldconfig/.."));
+        assert!(may_subst(list, b"/x/."));
+        assert!(may_subst(list, b"/sbin/"));
+        assert!(!may_subst(b"", b"/bin/true"));
     }
 }

@@ -94,7 +94,19 @@ pub unsafe fn cstr<'a>(p: *const c_char) -> &'a [u8] {
 /// The process's `environ`.
 pub fn environ() -> *const *const c_char {
     static S: Sym = Sym::new();
-    match S.get(RTLD_DEFAULT, b"environ\0") {
+    read_environ(S.get(RTLD_DEFAULT, b"environ\0"))
+}
+
+/// The same without the cache, for the configuration's one read at start: the cache word's
+/// page is otherwise not touched by a program that never execs (one page fault less).
+pub fn environ_uncached() -> *const *const c_char {
+    // SAFETY: a NUL-terminated literal; dlsym is thread-safe.
+    let p = unsafe { dlsym(RTLD_DEFAULT, c"environ".as_ptr()) } as usize;
+    read_environ((p != 0).then_some(p))
+}
+
+fn read_environ(var: Option<usize>) -> *const *const c_char {
+    match var {
         // SAFETY: `environ` is a `char **` variable.
         Some(p) => unsafe { *(p as *const *const *const c_char) },
         None => core::ptr::null(),

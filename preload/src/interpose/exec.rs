@@ -2,8 +2,8 @@
 //! interpreter runs through the container's own loader (`FAKECHROOT_ELFLOADER`), so no host
 //! library is ever loaded; a `#!` script runs through its interpreter in the container. The
 //! variables that keep a child inside (`FAKECHROOT_*`, `LD_PRELOAD`, `LD_LIBRARY_PATH`) are
-//! added back to an environment that lacks them. Scratch arrays come from `mmap`, not malloc,
-//! so this is safe after `vfork`.
+//! added back to an environment that lacks them. Scratch arrays live on the caller's stack
+//! (`Scratch`), not in malloc's heap, so this is safe after `vfork`.
 
 use super::{xlat, AT_FDCWD, EACCES, ENAMETOOLONG, ENOENT, ENOEXEC, ENOMEM, ENOSYS, ENOTDIR};
 use crate::config;
@@ -26,18 +26,66 @@ const VERSION_ENV: &[u8] = concat!(
 /// Room for a rewritten library search path (`name=value`).
 const LIBPATH_MAX: usize = 8192;
 
-/// The argument vector, environment and file of one exec, in a private mapping.
+/// The argument vector, environment and file of one exec; they point into the `Scratch` and
+/// the path buffers the caller passed, which must outlive the exec.
 pub(super) struct Image {
     pub(super) file: *const c_char,
     pub(super) argv: Argv,
     pub(super) envp: Argv,
+}
+
+/// Bytes of `Scratch` kept on the stack: the vectors of ~800 arguments and variables with the
+/// rewritten strings (2 x 512 + 2 x LIBPATH_MAX).
+const STACK_SCRATCH: usize = 24 * 1024;
+
+/// Memory for one exec's vectors and rewritten strings, zeroed: on the caller's stack when it
+/// fits, else a private mapping (unmapped on drop). Not a mapping every time: a `vfork` child
+/// (dash, busybox, Python's subprocess) shares its parent's memory, and a mapping made there
+/// stays in the parent once the exec succeeds: 20 KiB lost per command in a shell loop, and an
+/// mmap plus its page faults per exec. Only an exec with more than ~800 arguments and variables
+/// in a vfork child still leaves its mapping behind.
+/// `W` words on the stack: the default for a whole image; a plain argument vector takes less.
+pub(super) struct Scratch<const W: usize = { STACK_SCRATCH / 8 }> {
+    stack: core::mem::MaybeUninit<[u64; W]>,
     map: *mut u8,
     len: usize,
 }
 
-impl Drop for Image {
+/// A vector of up to 255 arguments on the stack (execl, exec_sh).
+pub(super) type ArgScratch = Scratch<256>;
+
+impl<const W: usize> Scratch<W> {
+    pub(super) fn new() -> Self {
+        Scratch {
+            stack: core::mem::MaybeUninit::uninit(),
+            map: core::ptr::null_mut(),
+            len: 0,
+        }
+    }
+
+    /// `len` zeroed bytes, 8-aligned, valid while `self` is; null when no memory is left. (Only
+    /// what is asked for is zeroed: most execs need 2 KiB of the 24.)
+    pub(super) fn take(&mut self, len: usize) -> *mut u8 {
+        if len <= W * 8 {
+            let p = self.stack.as_mut_ptr().cast::<u8>();
+            // SAFETY: `len` bytes fit in the stack array.
+            unsafe { p.write_bytes(0, len) };
+            return p;
+        }
+        if !self.map.is_null() {
+            raw::unmap(self.map, self.len);
+        }
+        self.len = (len + 4095) & !4095;
+        self.map = raw::map(self.len);
+        self.map
+    }
+}
+
+impl<const W: usize> Drop for Scratch<W> {
     fn drop(&mut self) {
-        raw::unmap(self.map, self.len);
+        if !self.map.is_null() {
+            raw::unmap(self.map, self.len);
+        }
     }
 }
 
@@ -135,6 +183,7 @@ pub(super) unsafe fn prepare(
     envp: Argv,
     host: &mut [u8; PATH_MAX],
     host2: &mut [u8; PATH_MAX],
+    scratch: &mut Scratch,
 ) -> Result<Image, c_int> {
     let cfg = config::get();
     // SAFETY: the caller's path.
@@ -155,8 +204,8 @@ pub(super) unsafe fn prepare(
     // The kernel's order (execve(2)): lookup, then EACCES for what is not a regular file or
     // lacks execute permission, then the format (ENOEXEC).
     let mut st = stat_id(hp, 0);
-    let mut again = [0u8; PATH_MAX];
     if matches!(st, Err(e) if e == -(ENOENT as isize)) {
+        let mut again = [0u8; PATH_MAX];
         // SAFETY: `hp` is NUL-terminated.
         if unsafe { super::retry_in_root(AT_FDCWD, hp, &mut again, true) }.is_some() {
             host.copy_from_slice(&again);
@@ -254,9 +303,27 @@ pub(super) unsafe fn prepare(
     // after a chroot.
     let npres = config::PRESERVED.len() + 3;
     let ptrs = (argc + 10) + (envc + npres + 1);
-    let strings = 2 * 512 + 2 * LIBPATH_MAX;
-    let len = (ptrs * 8 + strings + 4095) & !4095;
-    let map = raw::map(len);
+    // SAFETY: envp has envc NUL-terminated entries.
+    let env_at = |i: usize| unsafe { *envp.add(i) };
+    // A search path the program set for its child (not the one udocker set) is rewritten below:
+    // its value, for entry `i`.
+    let own_lib_path = |i: usize| -> Option<&[u8]> {
+        // SAFETY: as above.
+        if !cfg.active() || !unsafe { c_same_key(env_at(i), b"LD_LIBRARY_PATH=") } {
+            return None;
+        }
+        // SAFETY: as above.
+        let v = unsafe { cstr(env_at(i)) }.strip_prefix(b"LD_LIBRARY_PATH=")?;
+        (Some(v) != cfg.preserved_value(b"LD_LIBRARY_PATH")).then_some(v)
+    };
+    // Room for the rewritten search paths only when there is one to rewrite.
+    let libpaths = if (0..envc).any(|i| own_lib_path(i).is_some()) {
+        2 * LIBPATH_MAX
+    } else {
+        0
+    };
+    let strings = 2 * 512 + libpaths;
+    let map = scratch.take(ptrs * 8 + strings);
     if map.is_null() {
         return Err(ENOMEM);
     }
@@ -264,8 +331,6 @@ pub(super) unsafe fn prepare(
         file: hp,
         argv: core::ptr::null(),
         envp: core::ptr::null(),
-        map,
-        len,
     };
     let mut av = Vec0 {
         at: map.cast(),
@@ -280,7 +345,7 @@ pub(super) unsafe fn prepare(
     let strs = unsafe { core::slice::from_raw_parts_mut(map.add(ptrs * 8), strings) };
     let (s12, s34) = strs.split_at_mut(1024);
     let (s1, s2) = s12.split_at_mut(512);
-    let (s3, s4) = s34.split_at_mut(LIBPATH_MAX);
+    let (s3, s4) = s34.split_at_mut(libpaths / 2);
     // SAFETY: argv has argc entries.
     let arg = |i: usize| unsafe { *argv.add(i) };
     let argv0 = if argc > 0 { arg(0) } else { file };
@@ -342,25 +407,17 @@ pub(super) unsafe fn prepare(
         }
     }
     img.argv = av.finish();
-    // A search path the program set for its child (not the one udocker set): host paths, and
-    // the container's directories after it (path::library_path). F2-F4's loader reads
+    // The search path the program set for its child: host paths, and the container's
+    // directories after it (path::library_path). F2-F4's loader reads
     // LD_LIBRARY_REAL (musl) where glibc's still reads LD_LIBRARY_PATH: both get it.
     let orig = cfg
         .preserved_value(b"FAKECHROOT_LIBRARY_ORIG")
         .or_else(|| cfg.preserved_value(b"LD_LIBRARY_PATH"))
         .unwrap_or(b"");
-    // SAFETY: envp has envc NUL-terminated entries.
-    let env_at = |i: usize| unsafe { *envp.add(i) };
     let mut lib_at = None;
-    for i in 0..envc {
-        // SAFETY: as above.
-        if !unsafe { c_same_key(env_at(i), b"LD_LIBRARY_PATH=") } {
-            continue;
-        }
-        // SAFETY: as above.
-        let e = unsafe { cstr(env_at(i)) };
-        if let Some(v) = e.strip_prefix(b"LD_LIBRARY_PATH=") {
-            if cfg.active() && Some(v) != cfg.preserved_value(b"LD_LIBRARY_PATH") {
+    if libpaths > 0 {
+        for i in 0..envc {
+            if let Some(v) = own_lib_path(i) {
                 let view = cfg.view();
                 if path::library_path(&view, b"LD_LIBRARY_PATH", v, orig, s3).is_some()
                     && path::library_path(&view, b"LD_LIBRARY_REAL", v, orig, s4).is_some()
@@ -506,17 +563,21 @@ pub(super) unsafe fn cmd_subst(
     argv: Argv,
     envp: Argv,
     can_exit: bool,
+    scratch: &mut Scratch,
 ) -> Result<Option<Subst>, c_int> {
     let cfg = config::get();
     let Some(list) = cfg.preserved_value(b"FAKECHROOT_CMD_SUBST") else {
         return Ok(None);
     };
-    if getenv(b"FAKECHROOT_CMD_ORIG\0").is_some_and(|v| !v.is_empty()) || file.is_null() {
+    if file.is_null() {
         return Ok(None);
     }
     // SAFETY: the caller's NUL-terminated path.
     let g = unsafe { cstr(file) };
-    if g.is_empty() {
+    if g.is_empty() || !path::may_subst(list, g) {
+        return Ok(None);
+    }
+    if getenv(b"FAKECHROOT_CMD_ORIG\0").is_some_and(|v| !v.is_empty()) {
         return Ok(None);
     }
     let mut abs = [0u8; PATH_MAX];
@@ -552,7 +613,7 @@ pub(super) unsafe fn cmd_subst(
     };
     // The new environment: the caller's (less FAKECHROOT_CMD_ORIG, and FAKECHROOT_BASE when a
     // chroot moved it), the root a chroot installed, the preserved variables it lacks; each
-    // SUBST_RENAME one renamed. Strings and pointers live in one private mapping.
+    // SUBST_RENAME one renamed. Strings and pointers live in the scratch.
     let envc = count(envp);
     // SAFETY: envp has envc NUL-terminated entries.
     let env_at = |i: usize| unsafe { cstr(*envp.add(i)) };
@@ -568,8 +629,8 @@ pub(super) unsafe fn cmd_subst(
         strings += kv.len() + 8;
     }
     let ptrs = envc + config::PRESERVED.len() + 4;
-    let len = (ptrs * 8 + strings + 4095) & !4095;
-    let map = raw::map(len);
+    let len = ptrs * 8 + strings;
+    let map = scratch.take(len);
     if map.is_null() {
         return Err(ENOMEM);
     }
@@ -577,8 +638,6 @@ pub(super) unsafe fn cmd_subst(
         file: core::ptr::null(),
         argv,
         envp: core::ptr::null(),
-        map,
-        len,
     };
     let mut ev = Vec0 {
         at: map.cast(),
@@ -633,9 +692,10 @@ pub(super) unsafe fn cmd_subst(
 
 /// execve of a guest program: returns only on failure (-1, errno set).
 pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    let mut scratch = Scratch::new();
     // Command substitution comes first: it applies with or without a root (§4.3 item 1).
     // SAFETY: the caller's arguments.
-    match unsafe { cmd_subst(file, argv, envp, true) } {
+    match unsafe { cmd_subst(file, argv, envp, true, &mut scratch) } {
         Ok(None) => {}
         Ok(Some(Subst::Exit(code))) => loop {
             // SAFETY: exit_group ends the process, as the exec'd "program" would.
@@ -678,7 +738,7 @@ pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c
     let mut h1 = [0u8; PATH_MAX];
     let mut h2 = [0u8; PATH_MAX];
     // SAFETY: the caller's arguments.
-    let e = match unsafe { prepare(file, argv, envp, &mut h1, &mut h2) } {
+    let e = match unsafe { prepare(file, argv, envp, &mut h1, &mut h2, &mut scratch) } {
         Ok(img) => {
             // SAFETY: every pointer in the image is NUL-terminated and alive.
             let r = unsafe {
@@ -856,8 +916,8 @@ pub unsafe extern "C" fn fexecve(fd: c_int, argv: Argv, envp: Argv) -> c_int {
 /// Run `file` (not an executable format) with the container's `/bin/sh`, as execvp does.
 unsafe fn exec_sh(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     let argc = count(argv);
-    let len = ((argc + 3) * 8 + 4095) & !4095;
-    let map = raw::map(len);
+    let mut scratch = ArgScratch::new();
+    let map = scratch.take((argc + 3) * 8);
     if map.is_null() {
         set_errno(ENOMEM);
         return -1;
@@ -872,11 +932,7 @@ unsafe fn exec_sh(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
     (1..argc).for_each(|i| av.push(unsafe { *argv.add(i) }));
     let v = av.finish();
     // SAFETY: forwarded.
-    let r = unsafe { do_execve(c"/bin/sh".as_ptr(), v, envp) };
-    let e = get_errno();
-    raw::unmap(map, len);
-    set_errno(e);
-    r
+    unsafe { do_execve(c"/bin/sh".as_ptr(), v, envp) }
 }
 
 /// The guest `$PATH` search of execvp/posix_spawnp: calls `f` with each candidate (a
@@ -965,8 +1021,9 @@ unsafe fn spawn(
     let Some(f) = real!("posix_spawn", SpawnFn) else {
         return ENOSYS;
     };
+    let mut scratch = Scratch::new();
     // SAFETY: the caller's arguments.
-    match unsafe { cmd_subst(file, argv, envp, false) } {
+    match unsafe { cmd_subst(file, argv, envp, false, &mut scratch) } {
         Ok(None) => {}
         // SAFETY: posix_spawn returns once the child has exec'd or failed.
         Ok(Some(Subst::Run(img))) => {
@@ -982,7 +1039,7 @@ unsafe fn spawn(
     let mut h1 = [0u8; PATH_MAX];
     let mut h2 = [0u8; PATH_MAX];
     // SAFETY: the caller's arguments.
-    match unsafe { prepare(file, argv, envp, &mut h1, &mut h2) } {
+    match unsafe { prepare(file, argv, envp, &mut h1, &mut h2, &mut scratch) } {
         // SAFETY: posix_spawn returns once the child has exec'd or failed; the image lives
         // until then.
         Ok(img) => unsafe { f(pid, img.file, fa, at, img.argv, img.envp) },

@@ -7,7 +7,7 @@
 //! raw `fork` only makes raw system calls (dup2, execve, exit), so nothing is allocated or locked
 //! after the fork.
 
-use super::exec::{count, do_execve, do_execvpe, prepare, Argv};
+use super::exec::{count, do_execve, do_execvpe, prepare, ArgScratch, Argv, Scratch};
 use super::{EINVAL, ENOMEM, ENOSYS};
 use crate::config;
 use crate::path::PATH_MAX;
@@ -107,6 +107,7 @@ unsafe fn fork_sh(cmd: *const c_char, setup: impl FnOnce()) -> Result<isize, c_i
     let argv: [*const c_char; 4] = [c"sh".as_ptr(), c"-c".as_ptr(), cmd, core::ptr::null()];
     let mut h1 = [0u8; PATH_MAX];
     let mut h2 = [0u8; PATH_MAX];
+    let mut scratch = Scratch::new();
     // SAFETY: a NULL-terminated argv of NUL-terminated strings; the process environment.
     let img = unsafe {
         prepare(
@@ -115,6 +116,7 @@ unsafe fn fork_sh(cmd: *const c_char, setup: impl FnOnce()) -> Result<isize, c_i
             environ(),
             &mut h1,
             &mut h2,
+            &mut scratch,
         )
     };
     // SAFETY: fork takes no arguments; the child only makes raw system calls below.
@@ -364,30 +366,27 @@ unsafe extern "C" fn execl_impl(
     } else {
         environ()
     };
-    let len = ((n + 1) * 8 + 4095) & !4095;
-    let map = raw::map(len);
+    // The vector on this stack (a vfork child's mapping would stay in its parent: Scratch).
+    let mut scratch = ArgScratch::new();
+    let map = scratch.take((n + 1) * 8);
     if map.is_null() {
         set_errno(ENOMEM);
         return -1;
     }
     let v = map.cast::<*const c_char>();
     for i in 0..=n {
-        // SAFETY: the mapping holds n + 1 pointers.
+        // SAFETY: the scratch holds n + 1 pointers.
         unsafe { *v.add(i) = arg(i) };
     }
     debug_assert_eq!(count(v as Argv), n);
     // SAFETY: forwarded; returns only on failure.
-    let r = unsafe {
+    unsafe {
         if kind == 2 {
             do_execvpe(path, v as Argv, envp)
         } else {
             do_execve(path, v as Argv, envp)
         }
-    };
-    let e = get_errno();
-    raw::unmap(map, len);
-    set_errno(e);
-    r
+    }
 }
 
 // Naked so that the caller's stack arguments are where the asm expects them; exported as C
