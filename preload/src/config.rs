@@ -499,8 +499,6 @@ impl Config {
 static INIT: extern "C" fn() = {
     extern "C" fn init() {
         load_once();
-        // The root descriptor now, not in a vfork child later (interpose/rootfd.rs).
-        crate::interpose::rootfd::get();
     }
     init
 };

@@ -17,6 +17,7 @@ pub const SYS_PIPE2: usize = 293;
 pub const SYS_MMAP: usize = 9;
 pub const SYS_MUNMAP: usize = 11;
 pub const SYS_GETPID: usize = 39;
+pub const SYS_FSTAT: usize = 5;
 pub const SYS_EXECVE: usize = 59;
 pub const SYS_EXECVEAT: usize = 322;
 pub const SYS_KILL: usize = 62;

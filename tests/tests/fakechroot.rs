@@ -383,6 +383,25 @@ static int ftw_cb(const char *p, const struct stat *sb, int ty) {
     printf("ftw %s\n", p);
     return 0;
 }
+static int count_fds(void) {
+    DIR *d = opendir("/proc/self/fd");
+    struct dirent *e;
+    int n = -3; /* ".", "..", and the directory's own descriptor */
+    if (!d) return -1;
+    while ((e = readdir(d))) n++;
+    closedir(d);
+    return n;
+}
+static long vm_kb(void) {
+    char l[256];
+    long kb = -1;
+    FILE *f = fopen("/proc/self/status", "r");
+    if (!f) return -1;
+    while (fgets(l, sizeof l, f))
+        if (!strncmp(l, "VmSize:", 7)) kb = atol(l + 7);
+    fclose(f);
+    return kb;
+}
 int main(int argc, char **argv) {
     const char *w = argc > 1 ? argv[1] : "";
     const char *c = argc > 2 ? argv[2] : "true";
@@ -463,6 +482,28 @@ int main(int argc, char **argv) {
         execl("/bin/sh", "sh", "-c", argc > 3 ? argv[3] : "true", (char *)0);
         perror("execl");
         return 1;
+    } else if (!strcmp(w, "vfork")) {
+        /* vfork children that close every descriptor above 2 (as a close_fds spawn does) and
+         * exec `c`, while the parent keeps naming paths: what the parent has afterwards. */
+        int k, lim = argc > 3 ? atoi(argv[3]) : 100, fds0;
+        long vm0;
+        struct stat st;
+        stat("/usr", &st); /* what the shim opens for itself is open before counting */
+        fds0 = count_fds();
+        vm0 = vm_kb();
+        for (k = 0; k < lim; k++) {
+            pid_t p;
+            if (stat("/usr/bin", &st)) { perror("stat"); return 1; }
+            p = vfork();
+            if (p == 0) {
+                int i;
+                for (i = 3; i < 256; i++) close(i);
+                execl(c, c, (char *)0);
+                _exit(127);
+            }
+            if (p < 0 || waitpid(p, &r, 0) != p || r != 0) { puts("child failed"); return 1; }
+        }
+        printf("fds+%d vm+%ldkB\n", count_fds() - fds0, vm_kb() - vm0);
     } else if (!strcmp(w, "scandir")) {
         struct dirent **nl;
         int i, k = scandir(c, &nl, 0, alphasort);
@@ -473,6 +514,28 @@ int main(int argc, char **argv) {
     return 0;
 }
 "#;
+
+/// vfork children (dash, Python's subprocess) share their parent's memory but not its
+/// descriptors: an exec from one must leave the parent neither mappings (the exec's scratch
+/// memory was a fresh mapping that outlived the child: 20 KiB per command) nor descriptors (a
+/// child closing its copy of the root descriptor made the parent forget its own and open one
+/// more per child).
+#[test]
+fn vfork_children_leave_their_parent_nothing() {
+    let (t, _, root) = setup();
+    install_probe(&t, &root);
+    let out = run_ok(&t, &["deb", "f1probe", "vfork", "/bin/true", "300"]);
+    let (fds, vm) = out
+        .trim()
+        .strip_prefix("fds+")
+        .and_then(|r| r.strip_suffix("kB"))
+        .and_then(|r| r.split_once(" vm+"))
+        .unwrap_or_else(|| panic!("{out}"));
+    assert_eq!(fds, "0", "descriptors left in the parent: {out}");
+    // 300 leaked scratch mappings would be 6000 kB or more; allow the stdio buffers' growth.
+    let vm: i64 = vm.parse().unwrap_or_else(|_| panic!("{out}"));
+    assert!(vm < 1024, "the parent's memory grew: {out}");
+}
 
 /// Compile PROBE_C (cached in the target dir) and install it in ROOT.
 fn install_probe(t: &TestEnv, root: &Path) {

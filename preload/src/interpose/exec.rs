@@ -703,16 +703,7 @@ pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c
         },
         Ok(Some(Subst::Run(img))) => {
             // SAFETY: every pointer in the image is NUL-terminated and alive.
-            let r = unsafe {
-                raw::syscall(
-                    raw::SYS_EXECVE,
-                    img.file as usize,
-                    img.argv as usize,
-                    img.envp as usize,
-                    0,
-                )
-            };
-            set_errno(-r as c_int);
+            set_errno(unsafe { sys_execve(img.file, img.argv, img.envp) });
             return -1;
         }
         Err(e) => {
@@ -723,39 +714,39 @@ pub(super) unsafe fn do_execve(file: *const c_char, argv: Argv, envp: Argv) -> c
     let cfg = config::get();
     if !cfg.active() {
         // SAFETY: the caller's arguments, unchanged.
-        let r = unsafe {
-            raw::syscall(
-                raw::SYS_EXECVE,
-                file as usize,
-                argv as usize,
-                envp as usize,
-                0,
-            )
-        };
-        set_errno(-r as c_int);
+        set_errno(unsafe { sys_execve(file, argv, envp) });
         return -1;
     }
     let mut h1 = [0u8; PATH_MAX];
     let mut h2 = [0u8; PATH_MAX];
     // SAFETY: the caller's arguments.
     let e = match unsafe { prepare(file, argv, envp, &mut h1, &mut h2, &mut scratch) } {
-        Ok(img) => {
-            // SAFETY: every pointer in the image is NUL-terminated and alive.
-            let r = unsafe {
-                raw::syscall(
-                    raw::SYS_EXECVE,
-                    img.file as usize,
-                    img.argv as usize,
-                    img.envp as usize,
-                    0,
-                )
-            };
-            -r as c_int
-        }
+        // SAFETY: every pointer in the image is NUL-terminated and alive.
+        Ok(img) => unsafe { sys_execve(img.file, img.argv, img.envp) },
         Err(e) => e,
     };
     set_errno(e);
     -1
+}
+
+/// execve(2) as the shim makes it (the root descriptor forgotten first, rootfd::before_exec);
+/// returns only on failure: the errno.
+///
+/// # Safety
+/// NUL-terminated `file`, NULL-terminated vectors of NUL-terminated strings.
+unsafe fn sys_execve(file: *const c_char, argv: Argv, envp: Argv) -> c_int {
+    super::rootfd::before_exec();
+    // SAFETY: the caller's promise.
+    let r = unsafe {
+        raw::syscall(
+            raw::SYS_EXECVE,
+            file as usize,
+            argv as usize,
+            envp as usize,
+            0,
+        )
+    };
+    -r as c_int
 }
 
 #[no_mangle]

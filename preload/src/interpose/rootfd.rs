@@ -5,12 +5,22 @@
 //! and nothing is copied. Used for the hot lookups (stat family, access, open) of paths that
 //! no exclusion or volume maps elsewhere; every other path takes the general translation.
 //!
-//! The descriptor is opened when the library loads (so a `vfork` child never opens one that
-//! its parent would not have), close-on-exec, and moved to 63, out of the way of the
-//! lowest-free-number rule (a program reaches it only with 60 files open). A program that
-//! closes it (close, closefrom, close_range) or `dup2`s over it through libc makes the shim
-//! forget it (`forget`); one closed behind libc's back answers EBADF, and the shim opens it
-//! again and retries.
+//! The descriptor is opened on first use (a program that never names a path, `true` or a
+//! short-lived helper, pays nothing: three system calls fewer per exec), close-on-exec, and
+//! moved to 63, out of the way of the lowest-free-number rule (a program reaches it only with
+//! 60 files open). A program that closes it (close, closefrom, close_range) or `dup2`s over it
+//! through libc makes the shim forget it (`forget`); one closed behind libc's back answers
+//! EBADF, and the shim opens it again and retries.
+//!
+//! `vfork` children (dash, busybox, Python's subprocess, glibc's posix_spawn) share their
+//! parent's memory but not its descriptor table, so the number kept here can be wrong for one
+//! of them:
+//! - a child that closes descriptors before its exec (close_range in Python's subprocess) makes
+//!   the parent forget a descriptor it still has; the parent's next open then finds 63 taken,
+//!   and adopts it when it is the same directory (`get`), instead of leaking one more
+//!   descriptor per child (what the shim did before);
+//! - a child that opened the descriptor itself forgets it before its exec (`before_exec`), so
+//!   the parent does not use a number its own table lacks.
 
 use super::ENOENT;
 use crate::config;
@@ -35,6 +45,28 @@ const RESOLVE_IN_ROOT: u64 = 0x10;
 pub const NOFAST: isize = isize::MIN;
 
 static FD: AtomicI32 = AtomicI32::new(-1);
+/// The process that opened FD (its pid), beside FD in .data (initialised, so not .bss).
+static OPENER: AtomicI32 = AtomicI32::new(-1);
+
+fn getpid() -> i32 {
+    // SAFETY: getpid takes no arguments.
+    unsafe { raw::syscall(raw::SYS_GETPID, 0, 0, 0, 0) as i32 }
+}
+
+/// Whether descriptors `a` and `b` are open on the same file (fstat(2): device and inode).
+fn same_file(a: isize, b: isize) -> bool {
+    let mut sa = [0u64; 18];
+    let mut sb = [0u64; 18];
+    // SAFETY: `struct stat` is 144 bytes on x86_64; both buffers have room.
+    let (ra, rb) = unsafe {
+        (
+            raw::syscall(raw::SYS_FSTAT, a as usize, sa.as_mut_ptr() as usize, 0, 0),
+            raw::syscall(raw::SYS_FSTAT, b as usize, sb.as_mut_ptr() as usize, 0, 0),
+        )
+    };
+    // st_dev and st_ino are the first two words.
+    ra == 0 && rb == 0 && sa[..2] == sb[..2]
+}
 
 /// The root descriptor, opened when missing; `None` without a root or after a chroot in this
 /// process (the descriptor is of the root the process started with).
@@ -77,7 +109,8 @@ pub fn get() -> Option<c_int> {
             0,
         )
     };
-    let mut fd = dup(63);
+    let mut hint = 63;
+    let mut fd = dup(hint);
     if fd == -EINVAL {
         let mut rl = [0u64; 2];
         // SAFETY: prlimit64(0, RLIMIT_NOFILE, NULL, &old) reads this process's limit into `rl`.
@@ -91,8 +124,16 @@ pub fn get() -> Option<c_int> {
             )
         };
         if r == 0 && rl[0] < 64 {
-            fd = dup(rl[0].saturating_sub(1).max(3));
+            hint = rl[0].saturating_sub(1).max(3);
+            fd = dup(hint);
         }
+    }
+    // The wanted number is taken: by this same directory when a vfork child made this process
+    // forget it (see the module's notes). Keep that one.
+    if fd > hint as isize && same_file(hint as isize, low) {
+        // SAFETY: our own descriptor.
+        unsafe { raw::syscall(raw::SYS_CLOSE, fd as usize, 0, 0, 0) };
+        fd = hint as isize;
     }
     // SAFETY: the low copy is ours.
     unsafe { raw::syscall(raw::SYS_CLOSE, low as usize, 0, 0, 0) };
@@ -101,7 +142,10 @@ pub fn get() -> Option<c_int> {
     }
     let fd = fd as c_int;
     match FD.compare_exchange(-1, fd, Ordering::AcqRel, Ordering::Acquire) {
-        Ok(_) => Some(fd),
+        Ok(_) => {
+            OPENER.store(getpid(), Ordering::Release);
+            Some(fd)
+        }
         Err(other) => {
             // Another thread won the race: one descriptor is enough.
             // SAFETY: our own descriptor.
@@ -116,6 +160,20 @@ pub fn get() -> Option<c_int> {
 pub fn forget(fd: c_int) {
     if fd >= 0 {
         let _ = FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
+    }
+}
+
+/// Just before an exec: forget a descriptor this process opened, as it may be a vfork child
+/// whose parent would otherwise take the number for its own (the descriptor is close-on-exec;
+/// after a failed exec the next `get` adopts it again). A descriptor opened by a parent is
+/// left alone, and then no system call is made.
+pub fn before_exec() {
+    let fd = FD.load(Ordering::Acquire);
+    if fd >= 0 {
+        let opener = OPENER.load(Ordering::Acquire);
+        if opener > 0 && opener == getpid() {
+            let _ = FD.compare_exchange(fd, -1, Ordering::AcqRel, Ordering::Acquire);
+        }
     }
 }
 
